@@ -185,3 +185,17 @@ export interface BlobStream {
   /** Total size when the source told it. */
   size?: number;
 }
+
+/** Credentials for one registry host, as a Docker config entry holds. */
+export type Credentials =
+  | { username: string; password: string }
+  /** An OAuth2 refresh token (`identitytoken` in a Docker config). */
+  | { identityToken: string };
+
+/**
+ * Finds credentials for a registry host (`host[:port]`), or undefined for
+ * anonymous access. Called again when a token must be renewed, so a
+ * provider may hand out short-lived credentials (ECR).
+ */
+export type CredentialProvider =
+  (host: string) => Promise<Credentials | undefined>;
