@@ -1,0 +1,134 @@
+// Child processes, temporary folders and ports for the harness, with one
+// place that stops everything a test file started, even when it fails.
+
+import { execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const children = new Set<ChildProcess>();
+const stoppers = new Set<() => Promise<void>>();
+let hooksInstalled = false;
+
+/**
+ * Remembers a child so that it is killed when this process exits or is
+ * told to stop, whatever state the tests are in.
+ */
+export function trackChild(child: ChildProcess): void {
+  installExitHooks();
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
+
+/** Registers an async stop function that `stopAll` runs. */
+export function onStopAll(stop: () => Promise<void>): () => void {
+  stoppers.add(stop);
+  return () => stoppers.delete(stop);
+}
+
+/**
+ * Stops every registry, server and proxy this process started and that is
+ * still running. Meant for `afterAll(stopAll)`; safe to call twice.
+ */
+export async function stopAll(): Promise<void> {
+  const pending = [...stoppers];
+  stoppers.clear();
+  await Promise.allSettled(pending.map((stop) => stop()));
+}
+
+function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+
+  // 'exit' handlers run synchronously: a signal is all we can send there
+  process.on('exit', killChildren);
+
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = () => {
+      killChildren();
+
+      // re-raise with the default action when nobody else handles it
+      if (process.listenerCount(signal) === 0) {
+        process.kill(process.pid, signal);
+      }
+    };
+    process.once(signal, onSignal);
+  }
+}
+
+function killChildren(): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+    }
+  }
+}
+
+/** A fresh folder under the system temp dir; the caller removes it. */
+export function makeTempDir(label: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `ghcr-backup-test-${label}-`));
+}
+
+export function removeDir(dir: string): Promise<void> {
+  return rm(dir, { recursive: true, force: true, maxRetries: 3 });
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Kill the program after this long; generous by default. */
+  timeoutMs?: number;
+  /** Text to hide from error messages (passwords on a command line). */
+  secrets?: readonly string[];
+}
+
+export interface RunResult {
+  stdout: Buffer;
+  stderr: string;
+}
+
+/**
+ * Runs a program to completion. Throws an error that names the command,
+ * its exit status and its stderr, with `secrets` blanked out.
+ */
+export function runCommand(
+  command: string,
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    execFile(command, [...args], {
+      env: options.env ?? process.env,
+      timeout: options.timeoutMs ?? 300_000,
+      maxBuffer: 256 * 1024 * 1024,
+      encoding: 'buffer',
+    }, (error, stdout, stderr) => {
+      const errText = stderr.toString('utf8');
+      if (!error) {
+        resolve({ stdout, stderr: errText });
+        return;
+      }
+
+      const hide = (text: string) => (options.secrets ?? []).reduce(
+        (out, secret) => secret ? out.split(secret).join('***') : out, text);
+      const status = error.killed ? 'was killed (timeout)'
+        : `exited with ${error.code ?? error.signal}`;
+      reject(new Error(hide(
+        `${command} ${args.join(' ')} ${status}\n${errText.trim()}`)));
+    });
+  });
+}

@@ -1,0 +1,195 @@
+// A minimal registry client of the harness's own, for what skopeo cannot
+// do (push a Docker manifest list or a nested index from an OCI layout)
+// and for tests that want to look at a registry directly. Deliberately
+// independent of the project's registry client, so a test never checks
+// that code with itself.
+
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+
+import type { Fixture, FixtureDescriptor } from './oci-layout.js';
+import type { RegistryLike } from './skopeo.js';
+import type { UserCredentials } from './token-issuer.js';
+
+export interface RawBlob {
+  digest: string;
+  /** The blob's file (streamed) or bytes. */
+  path?: string;
+  bytes?: Uint8Array;
+}
+
+export interface RawManifestUpload {
+  /** Tag or digest to PUT under. */
+  reference: string;
+  mediaType: string;
+  bytes: Uint8Array;
+}
+
+export interface RegistryFetchInit {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: Uint8Array | string | Readable;
+  /** Which repository actions to ask a token for; default pull,push. */
+  actions?: string;
+  /** Do not follow redirects; default true (return the 3xx). */
+  manualRedirect?: boolean;
+}
+
+/**
+ * One request to a registry (`path` starts with `/v2/`), with Basic
+ * credentials, or a Bearer token fetched from the realm the 401 challenge
+ * names, for the repository in the path.
+ */
+export async function registryFetch(
+  registry: RegistryLike,
+  path: string,
+  init: RegistryFetchInit = {},
+  credentials?: UserCredentials | null,
+): Promise<Response> {
+  const creds = credentials === null ? undefined
+    : credentials ?? (registry.auth === 'none' ? undefined
+      : registry.credentials);
+  const url = path.startsWith('http') ? path
+    : `http://${registry.host}${path}`;
+  const basic = creds ? 'Basic ' + Buffer.from(
+    `${creds.username}:${creds.password}`).toString('base64') : undefined;
+
+  const send = (authorization?: string) => {
+    const headers: Record<string, string> = { ...init.headers };
+    if (authorization) headers.authorization = authorization;
+    const body = init.body instanceof Readable
+      ? Readable.toWeb(init.body) as ReadableStream : init.body;
+    return fetch(url, {
+      method: init.method ?? 'GET',
+      headers,
+      body,
+      redirect: 'manual',
+      ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+    } as RequestInit);
+  };
+
+  // a streamed body cannot be sent twice: find the scheme first
+  const replayable = !(init.body instanceof Readable);
+  let response = replayable ? await send(basic)
+    : await fetch(`http://${registry.host}/v2/`, { redirect: 'manual' });
+  if (response.status !== 401) {
+    return replayable ? response : send(basic);
+  }
+
+  const challenge = response.headers.get('www-authenticate') ?? '';
+  await response.body?.cancel();
+  if (!/^bearer /i.test(challenge)) return send(basic);
+
+  const param = (name: string) =>
+    new RegExp(`${name}="([^"]*)"`, 'i').exec(challenge)?.[1];
+  const realm = new URL(param('realm') ?? '');
+  const service = param('service');
+  if (service) realm.searchParams.set('service', service);
+  const repository = /^\/v2\/(.+?)\/(manifests|blobs|tags|referrers)\//
+    .exec(new URL(url).pathname)?.[1];
+  if (repository) {
+    realm.searchParams.append('scope',
+      `repository:${repository}:${init.actions ?? 'pull,push'}`);
+  }
+  const tokenResponse = await fetch(realm,
+    { headers: basic ? { authorization: basic } : {} });
+  if (!tokenResponse.ok) {
+    throw new Error(`token request to ${realm.origin} answered ` +
+      `${tokenResponse.status}`);
+  }
+  const { token } = await tokenResponse.json() as { token: string };
+  response = await send(`Bearer ${token}`);
+  return response;
+}
+
+async function expectStatus(
+  response: Response, expected: number[], what: string,
+): Promise<Response> {
+  if (expected.includes(response.status)) return response;
+  const text = await response.text();
+  throw new Error(`${what} answered ${response.status}: ${text}`);
+}
+
+/**
+ * Uploads blobs then manifests, in the order given, as exact bytes: a
+ * monolithic POST + PUT per missing blob, then a PUT per manifest.
+ */
+export async function pushRaw(
+  registry: RegistryLike,
+  repository: string,
+  blobs: readonly RawBlob[],
+  manifests: readonly RawManifestUpload[],
+  credentials?: UserCredentials | null,
+): Promise<void> {
+  const base = `/v2/${repository}`;
+  for (const blob of blobs) {
+    const head = await registryFetch(registry,
+      `${base}/blobs/${blob.digest}`, { method: 'HEAD' }, credentials);
+    if (head.status === 200) continue;
+
+    const start = await expectStatus(await registryFetch(registry,
+      `${base}/blobs/uploads/`, { method: 'POST' }, credentials),
+    [202], `upload start for ${blob.digest} in ${repository}`);
+    const location = new URL(start.headers.get('location') ?? '',
+      `http://${registry.host}`);
+    location.searchParams.set('digest', blob.digest);
+
+    const size = blob.bytes?.byteLength ?? (await stat(blob.path!)).size;
+    const body = blob.bytes ?? createReadStream(blob.path!);
+    await expectStatus(await registryFetch(registry, location.href, {
+      method: 'PUT',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(size),
+      },
+      body,
+    }, credentials), [201], `upload of ${blob.digest} to ${repository}`);
+  }
+
+  for (const manifest of manifests) {
+    await expectStatus(await registryFetch(registry,
+      `${base}/manifests/${manifest.reference}`, {
+        method: 'PUT',
+        headers: { 'content-type': manifest.mediaType },
+        body: manifest.bytes,
+      }, credentials), [201],
+    `manifest PUT ${repository}:${manifest.reference}`);
+  }
+}
+
+/**
+ * Pushes a fixture's whole tree from its layout with `pushRaw`: every
+ * blob, then every manifest children first (by digest), then the top one
+ * under `tag` as well.
+ */
+export async function pushFixtureRaw(
+  fixture: Fixture,
+  registry: RegistryLike,
+  repository: string,
+  tag: string,
+  credentials?: UserCredentials | null,
+): Promise<void> {
+  const blobPath = (d: FixtureDescriptor) => join(fixture.layoutDir,
+    'blobs', 'sha256', d.digest.replace(/^sha256:/, ''));
+
+  const manifests: RawManifestUpload[] = [];
+  const seen = new Set<string>();
+
+  // pre-order reversed puts every child before its parent
+  for (const descriptor of [...fixture.manifests].reverse()) {
+    if (seen.has(descriptor.digest)) continue;
+    seen.add(descriptor.digest);
+    manifests.push({
+      reference: descriptor.digest,
+      mediaType: descriptor.mediaType,
+      bytes: await readFile(blobPath(descriptor)),
+    });
+  }
+  manifests.push({ ...manifests[manifests.length - 1]!, reference: tag });
+
+  await pushRaw(registry, repository,
+    fixture.blobs.map((b) => ({ digest: b.digest, path: blobPath(b) })),
+    manifests, credentials);
+}
