@@ -124,7 +124,8 @@ export class GitHubApi {
   readonly #tokens: Record<string, TokenGrant>;
   readonly #maxPerPage: number;
   readonly #basePath: string;
-  readonly #failures: InjectedFailure[] = [];
+  readonly #failures: { failure: InjectedFailure;
+    match?: string | RegExp }[] = [];
   readonly #ids = new WeakMap<object, number>();
   #nextId = 1000;
 
@@ -141,15 +142,19 @@ export class GitHubApi {
 
   /** Requests received whose path and query match, or all of them. */
   count(match?: string | RegExp): number {
-    return this.requests.filter((request) => match === undefined
-      || (typeof match === 'string'
-        ? request.url.includes(match)
-        : match.test(request.url))).length;
+    return this.requests.filter((request) => matches(request.url, match))
+      .length;
   }
 
-  /** Serves `failure` instead of the next `times` answers. */
-  failNext(failure: InjectedFailure, times = 1): void {
-    for (let i = 0; i < times; i += 1) this.#failures.push(failure);
+  /**
+   * Serves `failure` instead of the next `times` answers (default 1) to
+   * requests whose path and query match `match` (default: any).
+   */
+  failNext(failure: InjectedFailure,
+    options: { times?: number; match?: string | RegExp } = {}): void {
+    for (let i = 0; i < (options.times ?? 1); i += 1) {
+      this.#failures.push({ failure, match: options.match });
+    }
   }
 
   /** The fixture of `owner`, or the only one. */
@@ -206,7 +211,11 @@ export class GitHubApi {
     const raw = request.url ?? '/';
     this.requests.push({ method: request.method ?? 'GET', url: raw });
 
-    const failure = this.#failures.shift();
+    const index = this.#failures.findIndex(({ match }) =>
+      matches(raw, match));
+    const failure = index === -1
+      ? undefined
+      : this.#failures.splice(index, 1)[0]?.failure;
     if (failure === 'disconnect') {
       request.socket.destroy();
 
@@ -526,6 +535,12 @@ function positive(value: string | null): number | undefined {
   return value !== null && Number.isInteger(number) && number > 0
     ? number
     : undefined;
+}
+
+function matches(url: string, match: string | RegExp | undefined): boolean {
+  if (match === undefined) return true;
+
+  return typeof match === 'string' ? url.includes(match) : match.test(url);
 }
 
 function same(a: string, b: string): boolean {
