@@ -8,3 +8,4 @@ export * from './token-issuer.js';
 export * from './oci-layout.js';
 export * from './skopeo.js';
 export * from './raw.js';
+export * from './proxy.js';

@@ -6,7 +6,7 @@
 // are generated, so a layer of any size never sits in memory.
 
 import {
-  createCipheriv, createHash, randomBytes, type Hash,
+  createCipheriv, createHash, randomBytes,
 } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
@@ -517,11 +517,6 @@ export function createLayout(
 
 export function sha256Digest(data: Uint8Array | string): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
-/** sha256 of everything a stream of chunks yields, as a digest string. */
-export function digestOf(hash: Hash): string {
-  return `sha256:${hash.digest('hex')}`;
 }
 
 function plain(d: FixtureDescriptor): FixtureDescriptor {

@@ -9,7 +9,9 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
-import type { Fixture, FixtureDescriptor } from './oci-layout.js';
+import {
+  sha256Digest, type Fixture, type FixtureDescriptor,
+} from './oci-layout.js';
 import type { RegistryLike } from './skopeo.js';
 import type { UserCredentials } from './token-issuer.js';
 
@@ -192,4 +194,49 @@ export async function pushFixtureRaw(
   await pushRaw(registry, repository,
     fixture.blobs.map((b) => ({ digest: b.digest, path: blobPath(b) })),
     manifests, credentials);
+}
+
+/**
+ * What of a fixture's tree a registry's repository lacks: every manifest
+ * is fetched by digest and hashed, every blob checked by HEAD and size.
+ * Returns a line per problem; [] when the whole tree is there, intact.
+ */
+export async function missingFromRegistry(
+  registry: RegistryLike,
+  repository: string,
+  fixture: Pick<Fixture, 'manifests' | 'blobs'>,
+  credentials?: UserCredentials | null,
+): Promise<string[]> {
+  const problems: string[] = [];
+  const accept = [...new Set(fixture.manifests.map((m) => m.mediaType))]
+    .join(', ');
+
+  for (const manifest of fixture.manifests) {
+    const response = await registryFetch(registry,
+      `/v2/${repository}/manifests/${manifest.digest}`,
+      { headers: { accept }, actions: 'pull' }, credentials);
+    if (response.status !== 200) {
+      await response.body?.cancel();
+      problems.push(`manifest ${manifest.digest}: ${response.status}`);
+      continue;
+    }
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const digest = sha256Digest(bytes);
+    if (digest !== manifest.digest) {
+      problems.push(`manifest ${manifest.digest}: bytes hash to ${digest}`);
+    }
+  }
+
+  for (const blob of fixture.blobs) {
+    const response = await registryFetch(registry,
+      `/v2/${repository}/blobs/${blob.digest}`,
+      { method: 'HEAD', actions: 'pull' }, credentials);
+    const size = Number(response.headers.get('content-length'));
+    if (response.status !== 200) {
+      problems.push(`blob ${blob.digest}: ${response.status}`);
+    } else if (size !== blob.size) {
+      problems.push(`blob ${blob.digest}: size ${size}, not ${blob.size}`);
+    }
+  }
+  return problems;
 }

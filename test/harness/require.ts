@@ -45,8 +45,9 @@ export function findBinary(name: string): string | undefined {
 export function requireBinaries(
   names: readonly RequiredBinary[] = Object.keys(
     REQUIRED_BINARIES) as RequiredBinary[],
+  find: (name: string) => string | undefined = findBinary,
 ): void {
-  const missing = names.filter((name) => !findBinary(name));
+  const missing = names.filter((name) => !find(name));
   if (missing.length === 0) return;
 
   const packages = [...new Set(missing.map((n) => REQUIRED_BINARIES[n]))];
