@@ -240,6 +240,31 @@ describe('listContainerPackages', () => {
         expect(server.count(/^\/users\/alice\/packages\?/)).toBe(1);
       });
 
+    it('follows pagination of a user\'s packages, as owner and visitor',
+      async () => {
+        const fixture = structuredClone(alice);
+        fixture.packages.push({ name: 'third', versions: [
+          { digest: digest(3), tags: ['a'] },
+          { digest: digest(4), tags: ['b'] },
+        ] });
+        const server = await serve(fixture, { maxPerPage: 1, tokens: {
+          [DEFAULT_TOKEN]: { login: 'alice', scopes: ['write:packages'] },
+          other: { login: 'bob', scopes: ['read:packages'] },
+        } });
+
+        const owned = await list(server, { org: undefined, user: 'alice' });
+        const visited = await list(server,
+          { org: undefined, user: 'alice', token: 'other' });
+
+        expect(owned.map((pkg) => pkg.versions.length)).toEqual([1, 1, 2]);
+        expect(visited.map((pkg) => pkg.name))
+          .toEqual(['public-app', 'third']);
+        expect(visited[1]?.versions.map((version) => version.tags))
+          .toEqual([['a'], ['b']]);
+        expect(server.count(/^\/user\/packages\?.*page=3/)).toBe(1);
+        expect(server.count(/^\/user\/\d+\/packages\?.*page=2/)).toBe(1);
+      });
+
     it('says no user NAME when the user does not exist', async () => {
       const server = await serve(structuredClone(alice));
 
