@@ -58,14 +58,16 @@ vitest_status=0
 vitest run --reporter=default --reporter=json \
   --outputFile.json="$results" "$@" || vitest_status=$?
 
-# counts from the json report; zero when vitest could not write one
+# counts from the json report (a file that broke before its tests counts
+# as one failure); zero when vitest could not write one
 read -r passed failed broken < <(node -e '
   const fs = require("node:fs");
   let r = {};
   try { r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")); } catch {}
   const files = (r.testResults ?? [])
     .filter((f) => f.status === "failed" && f.assertionResults?.length === 0);
-  console.log(r.numPassedTests ?? 0, r.numFailedTests ?? 0, files.length);
+  const failed = (r.numFailedTests ?? 0) + files.length;
+  console.log(r.numPassedTests ?? 0, failed, files.length);
 ' "$results")
 
 if [ "$typecheck" -ne 0 ]; then

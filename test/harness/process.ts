@@ -2,6 +2,7 @@
 // place that stops everything a test file started, even when it fails.
 
 import { execFile, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 
 const children = new Set<ChildProcess>();
 const stoppers = new Set<() => Promise<void>>();
+const tempDirs = new Set<string>();
 let hooksInstalled = false;
 
 /**
@@ -41,12 +43,12 @@ function installExitHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
 
-  // 'exit' handlers run synchronously: a signal is all we can send there
-  process.on('exit', killChildren);
+  // 'exit' handlers run synchronously: signals and sync removal only
+  process.on('exit', cleanUpNow);
 
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const onSignal = () => {
-      killChildren();
+      cleanUpNow();
 
       // re-raise with the default action when nobody else handles it
       if (process.listenerCount(signal) === 0) {
@@ -57,6 +59,18 @@ function installExitHooks(): void {
   }
 }
 
+function cleanUpNow(): void {
+  killChildren();
+  for (const dir of tempDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      continue;
+    }
+  }
+  tempDirs.clear();
+}
+
 function killChildren(): void {
   for (const child of children) {
     if (child.exitCode === null && child.signalCode === null) {
@@ -65,13 +79,20 @@ function killChildren(): void {
   }
 }
 
-/** A fresh folder under the system temp dir; the caller removes it. */
-export function makeTempDir(label: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `ghcr-backup-test-${label}-`));
+/**
+ * A fresh folder under the system temp dir. The caller removes it with
+ * `removeDir`; whatever is left is removed when the process exits.
+ */
+export async function makeTempDir(label: string): Promise<string> {
+  installExitHooks();
+  const dir = await mkdtemp(join(tmpdir(), `ghcr-backup-test-${label}-`));
+  tempDirs.add(dir);
+  return dir;
 }
 
-export function removeDir(dir: string): Promise<void> {
-  return rm(dir, { recursive: true, force: true, maxRetries: 3 });
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  tempDirs.delete(dir);
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
