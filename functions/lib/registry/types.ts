@@ -199,3 +199,12 @@ export type Credentials =
  */
 export type CredentialProvider =
   (host: string) => Promise<Credentials | undefined>;
+
+/**
+ * Where the registry client reports its decisions (debug) and fallbacks
+ * (warn); quiet unless one is given. Powertools' Logger fits it.
+ */
+export interface Logger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+}
