@@ -169,6 +169,7 @@ function buildDefinition(scope: Construct, props: BackupWorkflowProps):
         'runId.$': '$.runId',
         'page.$': '$.page',
         'index.$': '$.index',
+        'previous.$': '$.copy',
       }),
       resultPath: '$.copy',
     });
@@ -218,6 +219,8 @@ function buildDefinition(scope: Construct, props: BackupWorkflowProps):
       'runId.$': '$.runId',
       'page.$': '$.page',
       'index.$': '$$.Map.Item.Value',
+      // replaced by each CopyImage's outcome, which a continuation reads
+      copy: { status: 'new' },
     },
     maxConcurrencyPath: '$.imageConcurrency',
     resultPath: sfn.JsonPath.DISCARD,

@@ -65,11 +65,23 @@ export interface ImageTask {
   runId: string;
   page: number;
   index: number;
+  /** The previous invocation's outcome, when this one continues it. */
+  previous?: CopyOutcome | { status: 'new' };
+}
+
+/** What the invocations of one image's copy did so far. */
+export interface CopyProgress {
+  blobs: { uploaded: number; mounted: number; skipped: number;
+    foreign: number };
+  bytesUploaded: number;
+  durationMs: number;
 }
 
 /** CopyImage's result; `incomplete` loops back for a continuation. */
 export interface CopyOutcome {
   status: 'copied' | 'up-to-date' | 'failed' | 'incomplete';
+  /** Carried to the next invocation of an incomplete copy. */
+  progress?: CopyProgress;
 }
 
 /** An error as Step Functions hands it to a Catch. */
