@@ -227,6 +227,13 @@ export class Authenticator {
     const code = challenge?.params.error;
     const host = this.#host;
 
+    if (!this.#hadCredentials) {
+      return new RegistryAuthenticationError(context,
+        `${host} requires credentials and none were found (HTTP ${status})`, {
+          status, code,
+          hint: `log in to ${host} (docker login ${host})`,
+        });
+    }
     if (code === 'insufficient_scope') {
       const scope = challenge?.params.scope;
       return new RegistryAuthenticationError(context,
@@ -240,17 +247,10 @@ export class Authenticator {
         });
     }
 
-    if (this.#hadCredentials) {
-      return new RegistryAuthenticationError(context,
-        `${host} refused the credentials (HTTP ${status})`, {
-          status, code,
-          hint: `check the credentials for ${host} (docker login ${host})`,
-        });
-    }
     return new RegistryAuthenticationError(context,
-      `${host} requires credentials and none were found (HTTP ${status})`, {
+      `${host} refused the credentials (HTTP ${status})`, {
         status, code,
-        hint: `log in to ${host} (docker login ${host})`,
+        hint: `check the credentials for ${host} (docker login ${host})`,
       });
   }
 
