@@ -250,3 +250,24 @@ export function checkImageTask(task: unknown): Omit<ImageTask, 'previous'>
       ? value.previous.progress : undefined,
   };
 }
+
+/**
+ * When a copy must stop starting new blobs, given the time its invocation
+ * has left: a quarter of it (at least ten seconds) stays free for the
+ * blobs already streaming and for recording the result.
+ */
+export function copyDeadline(remainingMs: number, now: number): number {
+  const margin = Math.max(10_000, remainingMs / 4);
+  return now + Math.max(0, remainingMs - margin);
+}
+
+/**
+ * The CopyImage function's entry: a copy, or the recording of a failure
+ * the workflow caught (RecordCopyFailure invokes the same function).
+ */
+export function copyStep(task: unknown, deps: RunDeps,
+  options: CopyStepOptions = {}): Promise<CopyOutcome | Record<string, never>> {
+  return (task as Partial<FailureTask> | null)?.action === 'record-failure'
+    ? recordCopyFailure(task, deps)
+    : copyPlannedImage(task, deps, options);
+}
