@@ -2,7 +2,7 @@
 //
 // Every byte derives from the layout's seed, logged at creation: set
 // HARNESS_SEED to the logged value to write the same layouts again. Layers
-// are gzip streams of a one-file tar of random bytes, written while they
+// are a one-file tar of random bytes, gzipped or not, written while they
 // are generated, so a layer of any size never sits in memory.
 
 import {
@@ -12,7 +12,8 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
+import type { Writable } from 'node:stream';
+import { createGzip, type Gzip } from 'node:zlib';
 
 import { makeTempDir, onStopAll, removeDir } from './process.js';
 
@@ -66,6 +67,8 @@ export interface Fixture {
   layers?: FixtureDescriptor[];
 }
 
+export type LayerCompression = 'gzip' | 'none';
+
 export interface ImageOptions {
   /** Default: a name made from a counter. */
   ref?: string;
@@ -75,6 +78,8 @@ export interface ImageOptions {
   baseLayers?: readonly FixtureDescriptor[];
   /** Sizes of the random payload of each new layer; default [2048, 4096]. */
   layerSizes?: readonly number[];
+  /** New layers gzipped (default) or plain tar (OCI format only). */
+  compression?: LayerCompression;
   platform?: FixturePlatform;
   /** Leave `mediaType` out of the manifest (OCI allows it). */
   omitMediaType?: boolean;
@@ -172,12 +177,15 @@ export class OciLayout {
   }
 
   /**
-   * Writes a gzip layer: a tar holding one file of `payloadSize` seeded
-   * random bytes. Streams, so any size works. Returns the descriptor and
-   * the layer's diff ID (sha256 of the tar).
+   * Writes a layer: a tar holding one file of `payloadSize` seeded random
+   * bytes, gzipped unless `compression` is 'none'. Streams, so any size
+   * works. Returns the descriptor and the layer's diff ID (sha256 of the
+   * tar).
    */
   async addRandomLayer(
-    payloadSize: number, mediaType: string = OciMediaType.layerGzip,
+    payloadSize: number,
+    mediaType: string = OciMediaType.layerGzip,
+    compression: LayerCompression = 'gzip',
   ): Promise<FixtureDescriptor & { diffId: string }> {
     const index = this.#counter++;
     const random = seededStream(`${this.seed}:layer:${index}`);
@@ -187,18 +195,24 @@ export class OciLayout {
     const tarHash = createHash('sha256');
     let size = 0;
 
-    // level 1 keeps it fast: random bytes do not compress anyway
-    const gzip = createGzip({ level: 1 });
-    gzip.on('data', (chunk: Buffer) => {
+    // random bytes do not compress: level 0 makes a valid gzip stream at
+    // a fraction of the cost
+    const compressed = compression === 'gzip';
+    const sink: Writable = compressed ? createGzip({ level: 0 }) : out;
+    const count = (chunk: Buffer) => {
       blobHash.update(chunk);
       size += chunk.length;
-    });
-    gzip.pipe(out);
+    };
+    if (compressed) {
+      sink.on('data', count);
+      (sink as Gzip).pipe(out);
+    }
 
     const tarWrite = async (chunk: Buffer) => {
       tarHash.update(chunk);
-      if (!gzip.write(chunk)) {
-        await new Promise((resolve) => gzip.once('drain', resolve));
+      if (!compressed) count(chunk);
+      if (!sink.write(chunk)) {
+        await new Promise((resolve) => sink.once('drain', resolve));
       }
     };
     await tarWrite(tarHeader(`layer-${index}.bin`, payloadSize));
@@ -209,7 +223,7 @@ export class OciLayout {
     }
     const padding = (512 - (payloadSize % 512)) % 512;
     await tarWrite(Buffer.alloc(padding + 1024));
-    gzip.end();
+    sink.end();
     await finished(out);
 
     const digest = `sha256:${blobHash.digest('hex')}`;
@@ -246,12 +260,15 @@ export class OciLayout {
     const docker = options.format === 'docker';
     const platform = options.platform ?? DEFAULT_PLATFORMS[0]!;
     const base = options.baseLayers ?? [];
-    const layerMediaType = docker
-      ? DockerMediaType.layerGzip : OciMediaType.layerGzip;
+    const compression = docker ? 'gzip' : options.compression ?? 'gzip';
+    const layerMediaType = docker ? DockerMediaType.layerGzip
+      : compression === 'gzip' ? OciMediaType.layerGzip
+        : OciMediaType.layerTar;
 
     const fresh = [];
     for (const size of options.layerSizes ?? [2048, 4096]) {
-      fresh.push(await this.addRandomLayer(size, layerMediaType));
+      fresh.push(await this.addRandomLayer(size, layerMediaType,
+        compression));
     }
     const layers: FixtureDescriptor[] = [
       ...base.map((l) => ({ mediaType: l.mediaType, digest: l.digest,
@@ -432,10 +449,20 @@ export class OciLayout {
       [...inner.blobs, ...single.blobs]);
   }
 
-  /** One image with one layer of `payloadSize` random bytes. */
-  largeImage(payloadSize: number, options: { ref?: string } = {}):
-  Promise<Fixture> {
-    return this.image({ ref: options.ref, layerSizes: [payloadSize] });
+  /**
+   * One image with one layer of `payloadSize` random bytes, written as it
+   * is generated. Plain tar by default (the blob is then the payload plus
+   * 2.5 KiB of tar framing); gzip costs time and saves nothing here.
+   */
+  largeImage(payloadSize: number, options: {
+    ref?: string;
+    compression?: LayerCompression;
+  } = {}): Promise<Fixture> {
+    return this.image({
+      ref: options.ref,
+      layerSizes: [payloadSize],
+      compression: options.compression ?? 'none',
+    });
   }
 
   async #attestation(subject: Fixture): Promise<Fixture> {

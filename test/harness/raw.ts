@@ -6,6 +6,7 @@
 
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
@@ -61,15 +62,16 @@ export async function registryFetch(
   const send = (authorization?: string) => {
     const headers: Record<string, string> = { ...init.headers };
     if (authorization) headers.authorization = authorization;
-    const body = init.body instanceof Readable
-      ? Readable.toWeb(init.body) as ReadableStream : init.body;
+    const method = init.method ?? 'GET';
+
+    // fetch (undici, Node 22) holds a streamed request body in memory as
+    // it sends it; node:http's pipe keeps to a few chunks
+    if (init.body instanceof Readable) {
+      return sendStreamed(url, method, headers, init.body);
+    }
     return fetch(url, {
-      method: init.method ?? 'GET',
-      headers,
-      body,
-      redirect: 'manual',
-      ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
-    } as RequestInit);
+      method, headers, body: init.body, redirect: 'manual',
+    });
   };
 
   // a streamed body cannot be sent twice: find the scheme first
@@ -104,6 +106,30 @@ export async function registryFetch(
   const { token } = await tokenResponse.json() as { token: string };
   response = await send(`Bearer ${token}`);
   return response;
+}
+
+function sendStreamed(
+  url: string, method: string, headers: Record<string, string>,
+  body: Readable,
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(url, { method, headers, agent: false },
+      (answer) => {
+        const out = new Headers();
+        for (const [name, value] of Object.entries(answer.headers)) {
+          if (value !== undefined) out.set(name, String(value));
+        }
+        const chunks: Buffer[] = [];
+        answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        answer.on('end', () => resolve(new Response(
+          answer.statusCode === 204 ? null : Buffer.concat(chunks),
+          { status: answer.statusCode ?? 0, headers: out })));
+        answer.on('error', reject);
+      });
+    request.on('error', reject);
+    body.on('error', (error) => request.destroy(error));
+    body.pipe(request);
+  });
 }
 
 async function expectStatus(
