@@ -1,0 +1,150 @@
+// What the commands print: a progress line on a terminal, summaries,
+// `--json` objects, and errors as one paragraph without a stack trace.
+//
+// Progress goes to stderr and results to stdout, so `--json` output can be
+// piped while a person still sees the progress.
+
+import { BackupError, InterruptedError, redact } from '../lib/errors.js';
+
+/** Exit statuses shared by every command. */
+export const ExitCode = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  interrupted: 130,
+} as const;
+
+/** A command line that does not parse; printed with a pointer to --help. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** The streams a command writes to; tests may pass their own. */
+export interface Terminal {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+}
+
+export const processTerminal: Terminal = {
+  stdout: process.stdout,
+  stderr: process.stderr,
+};
+
+/**
+ * One status line on stderr, rewritten in place at most every
+ * `intervalMs`. Silent when stderr is not a terminal: logs and CI output
+ * get the summary only.
+ */
+export class ProgressLine {
+  readonly #stream: Terminal['stderr'];
+  readonly #intervalMs: number;
+  readonly #enabled: boolean;
+  #lastDrawn = 0;
+  #pending: string | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #visible = false;
+
+  constructor(terminal: Terminal, intervalMs = 100) {
+    this.#stream = terminal.stderr;
+    this.#intervalMs = intervalMs;
+    this.#enabled = terminal.stderr.isTTY === true;
+  }
+
+  /** Shows `text` now, or at the end of the current interval. */
+  update(text: string): void {
+    if (!this.#enabled) return;
+
+    this.#pending = text;
+    const wait = this.#lastDrawn + this.#intervalMs - Date.now();
+    if (wait <= 0) {
+      this.#draw();
+    } else {
+      this.#timer ??= setTimeout(() => this.#draw(), wait);
+    }
+  }
+
+  /** Erases the line, so what follows starts on a clean one. */
+  clear(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending = undefined;
+    if (this.#visible) this.#stream.write('\r\x1b[2K');
+    this.#visible = false;
+  }
+
+  #draw(): void {
+    this.#timer = undefined;
+    if (this.#pending === undefined) return;
+
+    const width = Math.max(20, (this.#stream.columns ?? 80) - 1);
+    this.#stream.write(`\r\x1b[2K${this.#pending.slice(0, width)}`);
+    this.#pending = undefined;
+    this.#lastDrawn = Date.now();
+    this.#visible = true;
+  }
+}
+
+/** `1.5 GiB`, `310.2 MiB`, `512 B`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** `850 ms`, `4.2 s`, `3 min 05 s`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+
+  const seconds = Math.round(ms / 1000);
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes} min ${String(seconds % 60).padStart(2, '0')} s`;
+}
+
+/** `3 blobs`, `1 blob`. */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
+/** One JSON object on one line of stdout. */
+export function printJson(terminal: Terminal, value: unknown): void {
+  terminal.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+/**
+ * Prints an error as one paragraph on stderr and returns the exit status
+ * for it. Our errors say what failed and what to do; anything else is a
+ * bug, shown by its message only. Never a stack trace, never a secret.
+ */
+export function reportError(terminal: Terminal, error: unknown,
+  command: string): number {
+  if (error instanceof UsageError) {
+    terminal.stderr.write(`error: ${error.message}\n` +
+      `Run \`npm start -- ${command} --help\` for usage.\n`);
+    return ExitCode.usage;
+  }
+
+  terminal.stderr.write(`error: ${describeError(error)}\n`);
+  return error instanceof InterruptedError ? ExitCode.interrupted
+    : ExitCode.failed;
+}
+
+/** The user-facing text of an error, redacted. */
+export function describeError(error: unknown): string {
+  if (error instanceof BackupError) return redact(error.describe());
+  if (error instanceof Error) {
+    return redact(`unexpected ${error.name}: ${error.message}`);
+  }
+  return redact(`unexpected failure: ${String(error)}`);
+}
+
+/** `{ name, message }` of an error for `--json` output, redacted. */
+export function errorJson(error: unknown): { name: string; message: string } {
+  const name = error instanceof Error ? error.name : 'Error';
+  return { name, message: describeError(error) };
+}
