@@ -9,10 +9,13 @@
  */
 export const PLAN_PAGE_SIZE = 500;
 
-/** Where a store says what it decided; silent unless a logger is passed. */
+/**
+ * Where a store says what it decided; silent unless a logger is passed.
+ * The Powertools logger and `console` both fit.
+ */
 export interface StoreLogger {
-  debug(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
+  debug(message: string, fields: Record<string, unknown>): void;
+  warn(message: string, fields: Record<string, unknown>): void;
 }
 
 /**
