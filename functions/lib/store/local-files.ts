@@ -58,7 +58,10 @@ export async function writeFileAtomic(path: string, data: string):
  */
 export async function appendLine(path: string, line: string):
   Promise<number> {
-  const data = Buffer.from(`${line}\n`, 'utf8');
+  // the leading newline ends the torn line a writer that died mid-write
+  // may have left, so that it does not swallow this one; readers skip
+  // empty lines
+  const data = Buffer.from(`\n${line}\n`, 'utf8');
 
   try {
     await mkdir(dirname(path), { recursive: true });
