@@ -68,6 +68,26 @@ describe('startRegistry', () => {
       expect(refused.length).toBeGreaterThan(0);
     });
 
+    it('fails the next token requests when told to, then issues again',
+      async () => {
+        // Prepare
+        const issuer = registry.tokenIssuer!;
+        issuer.resetRequests();
+        issuer.failNext(1, { status: 503, retryAfter: '2' });
+        const ask = () => fetch(`${issuer.realm}?service=` +
+          encodeURIComponent(issuer.service));
+
+        // Act
+        const first = await ask();
+        const second = await ask();
+
+        // Assess
+        expect([first.status, first.headers.get('retry-after')])
+          .toEqual([503, '2']);
+        expect(second.status).toBe(200);
+        expect(issuer.requests().map((r) => r.status)).toEqual([503, 200]);
+      });
+
     it('answers insufficient_scope where the grant policy denies pull',
       async () => {
         // Prepare

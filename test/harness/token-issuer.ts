@@ -94,6 +94,10 @@ export interface TokenIssuer {
   /** Replaces the grant policy from now on; undefined restores the
    * default. */
   setGrantPolicy(policy?: GrantPolicy): void;
+  /** The next `count` token requests get `status` (default 503) and,
+   * when given, a Retry-After header. */
+  failNext(count: number, options?: { status?: number; retryAfter?: string })
+  : void;
   /** Issues a token directly, as the server would for `username`. */
   issueToken(username: string | undefined, scopes: TokenScope[]): string;
   stop(): Promise<void>;
@@ -188,6 +192,7 @@ function listen(
   const issuerName = 'ghcr-backup-test-issuer';
   let policy: GrantPolicy = options.grant ?? defaultGrant(anonymousPull);
   let records: TokenRequestRecord[] = [];
+  let failures: { left: number; status: number; retryAfter?: string }[] = [];
 
   const issueToken = (
     username: string | undefined, scopes: TokenScope[],
@@ -231,6 +236,17 @@ function listen(
         { 'content-type': 'application/json', ...headers });
       res.end(JSON.stringify(body));
     };
+
+    const failure = failures.find((f) => f.left > 0);
+    if (failure) {
+      failure.left--;
+      failures = failures.filter((f) => f.left > 0);
+      req.resume();
+      reply(failure.status, { errors: [{ code: 'UNAVAILABLE',
+        message: 'injected by the test token issuer' }] },
+      failure.retryAfter ? { 'retry-after': failure.retryAfter } : {});
+      return;
+    }
 
     if (url.pathname !== '/token') {
       reply(404, { errors: [{ code: 'NOT_FOUND', message: url.pathname }] });
@@ -342,6 +358,10 @@ function listen(
         resetRequests: () => { records = []; },
         setGrantPolicy: (next) => {
           policy = next ?? options.grant ?? defaultGrant(anonymousPull);
+        },
+        failNext: (count, failure = {}) => {
+          failures.push({ left: count, status: failure.status ?? 503,
+            retryAfter: failure.retryAfter });
         },
         issueToken,
         stop,
