@@ -2,15 +2,18 @@
 // credentials in a Docker config, against a GHCR-like source (token auth)
 // and an htpasswd target, checked from what the registries received.
 
+import { Writable } from 'node:stream';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { main } from '../functions/cli/copy.js';
 import {
-  createLayout, pushFixture, requireBinaries, stopAll, type Fixture,
-  type OciLayout,
+  createLayout, pushFixture, pushFixtureRaw, requireBinaries, stopAll,
+  type Fixture, type OciLayout,
 } from './harness/index.js';
 import {
-  corruptBlob, dockerConfig, expectSameImage, manifestStatus, runCli,
-  startPair, tempDir, type Pair,
+  corruptBlob, dockerConfig, expectSameImage, foreignLayerImage,
+  manifestStatus, runCli, startPair, tempDir, type Pair,
 } from './copy-setup.js';
 
 let pair: Pair;
@@ -260,3 +263,58 @@ describe('npm start -- copy', () => {
     expect(run.stdout).toContain('--state DIR');
   });
 });
+
+describe('the copy command in-process, on a terminal', () => {
+  it('shows blobs and bytes on stderr, rewritten in place, then clears ' +
+    'the line', async () => {
+    // Prepare
+    const fixture = await layout.multiPlatformIndex();
+    const repo = repository('tty');
+    await publish(fixture, `${repo}:1.0`);
+    const terminal = captureTerminal();
+
+    // Act
+    const status = await main([ref(pair.source, `${repo}:1.0`),
+      ref(pair.target, repo)], terminal, env);
+
+    // Assess
+    expect(status).toBe(0);
+    const lines = terminal.stderr.text.split('\r\x1b[2K');
+    expect(lines.at(-1)).toBe('');
+    expect(lines.some((line) => new RegExp(
+      `^blobs \\d+/${fixture.blobs.length} .* of [\\d.]+ KiB$`)
+      .test(line))).toBe(true);
+    expect(terminal.stdout.text).toContain('Copied ');
+  });
+
+  it('says how many foreign layers it left out', async () => {
+    // Prepare
+    const { fixture } = await foreignLayerImage(layout);
+    const repo = repository('foreign');
+    await pushFixtureRaw(fixture, pair.source, repo, '1.0');
+    const terminal = captureTerminal();
+
+    // Act
+    const status = await main([ref(pair.source, `${repo}:1.0`),
+      ref(pair.target, repo)], terminal, env);
+
+    // Assess
+    expect(status).toBe(0);
+    expect(terminal.stdout.text).toMatch(
+      /blobs +2 uploaded, 0 mounted, 0 skipped; 1 foreign layer left out/);
+  });
+});
+
+/** stdout and stderr that keep what is written; stderr claims a TTY. */
+function captureTerminal() {
+  const capture = (isTTY: boolean) => {
+    const stream = Object.assign(new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        stream.text += chunk.toString('utf8');
+        done();
+      },
+    }), { text: '', isTTY, columns: 200 });
+    return stream;
+  };
+  return { stdout: capture(false), stderr: capture(true) };
+}

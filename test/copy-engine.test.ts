@@ -13,12 +13,13 @@ import {
 } from '../functions/lib/errors.js';
 import type { RegistryClient } from '../functions/lib/registry/client.js';
 import {
-  OciMediaType, createLayout, missingFromRegistry, pushFixture, pushRaw,
-  registryFetch, requireBinaries, stopAll, type Fixture, type OciLayout,
+  OciMediaType, createLayout, missingFromRegistry, pushFixture,
+  pushFixtureRaw, pushRaw, registryFetch, requireBinaries, stopAll,
+  type Fixture, type OciLayout,
 } from './harness/index.js';
 import {
-  clientFor, corruptBlob, expectSameImage, manifestStatus, startPair,
-  type Pair,
+  clientFor, corruptBlob, expectSameImage, foreignLayerImage,
+  manifestStatus, startPair, type Pair,
 } from './copy-setup.js';
 
 let pair: Pair;
@@ -26,6 +27,7 @@ let layout: OciLayout;
 let source: RegistryClient;
 let target: RegistryClient;
 let counter = 0;
+
 
 beforeAll(async () => {
   requireBinaries();
@@ -211,6 +213,30 @@ describe('copyImage', () => {
       expect(await manifestStatus(pair.target, repo, artifact.digest))
         .toBe(404);
     });
+  });
+
+  it('leaves non-distributable layers out and reports them', async () => {
+    // Prepare
+    const { fixture, foreign } = await foreignLayerImage(layout);
+    const repo = repository('foreign');
+    await pushFixtureRaw(fixture, pair.source, repo, 'v1');
+
+    // Act
+    const result = await copyImage(request(repo, 'v1', ['v1']));
+
+    // Assess
+    expect(result.status).toBe('copied');
+    expect(result.foreignLayers).toEqual([foreign.digest]);
+    expect(result.blobs).toMatchObject({ foreign: 1,
+      uploaded: fixture.blobs.length });
+    expect(await missingFromRegistry(pair.target, repo, fixture))
+      .toEqual([]);
+    expect(await missingFromRegistry(pair.target, repo,
+      { manifests: [], blobs: [foreign] })).toHaveLength(1);
+
+    // skopeo would fetch the foreign layer from its URL: compare bytes only
+    await expectSameImage(pair.source, `${repo}:v1`, pair.target,
+      `${repo}:v1`, fixture.digest, { skopeoCopy: false });
   });
 
   describe('when the target has the image', () => {

@@ -12,9 +12,10 @@ import {
   staticCredentials,
 } from '../functions/lib/registry/credentials.js';
 import {
-  copyToLayout, inspectRaw, makeTempDir, onStopAll, registryFetch,
-  removeDir, startRegistry, type RegistryLike, type TestRegistry,
-  type UserCredentials,
+  DockerMediaType, copyToLayout, inspectRaw, makeTempDir, onStopAll,
+  registryFetch, removeDir, startRegistry, type Fixture,
+  type FixtureDescriptor, type OciLayout, type RegistryLike,
+  type TestRegistry, type UserCredentials,
 } from './harness/index.js';
 
 export interface Pair {
@@ -154,4 +155,40 @@ export async function corruptBlob(registry: TestRegistry, digest: string):
   const middle = bytes.length >> 1;
   bytes[middle] = bytes[middle]! ^ 0xff;
   await writeFile(path, bytes);
+}
+
+const FOREIGN_LAYER =
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip';
+
+/**
+ * A Docker image whose first layer is foreign (a Windows base layer, say):
+ * the manifest names it with external `urls`, and the registry holds only
+ * the config and the other layer. Push it with `pushFixtureRaw`.
+ */
+export async function foreignLayerImage(into: OciLayout):
+  Promise<{ fixture: Fixture; foreign: FixtureDescriptor }> {
+  const foreign = {
+    ...await into.addRandomBlob(3000, FOREIGN_LAYER),
+    urls: ['https://foreign.example.invalid/base-layer.tar.gz'],
+  };
+  const own = await into.addRandomLayer(2048, DockerMediaType.layerGzip);
+  const layer = { mediaType: own.mediaType, digest: own.digest,
+    size: own.size };
+  const config = await into.addBlob(JSON.stringify({
+    architecture: 'amd64', os: 'windows',
+    rootfs: { type: 'layers', diff_ids: [foreign.digest, own.diffId] },
+  }), DockerMediaType.config);
+  const manifest = await into.addManifest({
+    schemaVersion: 2,
+    mediaType: DockerMediaType.manifest,
+    config,
+    layers: [foreign, layer],
+  }, DockerMediaType.manifest);
+
+  const fixture: Fixture = {
+    layoutDir: into.dir, ref: 'foreign', digest: manifest.digest,
+    mediaType: manifest.mediaType, size: manifest.size,
+    descriptor: manifest, manifests: [manifest], blobs: [config, layer],
+  };
+  return { fixture, foreign };
 }
