@@ -8,6 +8,7 @@
 // never receives a complete body with the wrong content.
 
 import type { Hash } from 'node:crypto';
+import { Readable } from 'node:stream';
 
 import { BackupError } from '../errors.js';
 import { hashDigest, hashFor } from './digest.js';
@@ -84,29 +85,28 @@ export class BlobReader {
     }
   }
 
-  /** A stream of the next `length` bytes (all that are left by default). */
-  stream(length = this.#blob.size - this.#offset):
-    ReadableStream<Uint8Array> {
+  /**
+   * A Node stream of the next `length` bytes (all that are left by
+   * default), pulled chunk by chunk as the upload takes them.
+   */
+  readable(length = this.#blob.size - this.#offset): Readable {
     let left = length;
-    return new ReadableStream<Uint8Array>({
-      pull: async (controller) => {
+    const readable = new Readable({
+      highWaterMark: 4 * 64 * 1024,
+      read: () => {
         if (left <= 0) {
-          controller.close();
+          readable.push(null);
           return;
         }
-        try {
-          const chunk = await this.next(left);
-          if (!chunk) throw new Error('blob ended before the slice did');
+        this.next(left).then((chunk) => {
+          if (!chunk) throw new Error('the blob ended before the slice did');
           left -= chunk.length;
-          controller.enqueue(chunk);
-          if (left <= 0) controller.close();
-        } catch (error) {
-          controller.error(error);
-        }
+          readable.push(chunk);
+          if (left <= 0) readable.push(null);
+        }).catch((error: unknown) => readable.destroy(error as Error));
       },
-      // the upload gave up: let the source connection go
-      cancel: () => this.close(),
-    }, { highWaterMark: 4 });
+    });
+    return readable;
   }
 
   /** Lets go of the source connection. */

@@ -533,7 +533,7 @@ export class RegistryClient implements Registry {
         'content-type': 'application/octet-stream',
         'content-length': String(blob.size),
       },
-      body: () => reader.stream(),
+      body: () => reader.readable(),
       context, signal,
     });
     await this.#finished(response, blob, context);
@@ -558,7 +558,7 @@ export class RegistryClient implements Registry {
           'content-length': String(length),
           'content-range': `${start}-${start + length - 1}`,
         },
-        body: () => reader.stream(length),
+        body: () => reader.readable(length),
         allow: [202],
         context, signal,
       };

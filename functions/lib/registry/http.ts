@@ -6,6 +6,13 @@
 // CDN, S3) carries no Authorization header; fetch's own redirect handling
 // would decide that for us.
 
+import {
+  request as httpRequest, type IncomingHttpHeaders,
+} from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
 import { BackupError } from '../errors.js';
 import { Authenticator, type Authorization } from './auth.js';
 import {
@@ -33,7 +40,7 @@ export interface RegistryRequest {
    * Makes the body, once per attempt: a stream cannot be sent twice, so a
    * request with a stream body is sent `once` and the caller starts over.
    */
-  body?: () => NonNullable<RequestInit['body']>;
+  body?: () => Uint8Array | string | Readable;
   /** Statuses handed back to the caller instead of thrown (e.g. 404). */
   allow?: readonly number[];
   /** One attempt only: no retry of network errors, 5xx, 429 or 401. */
@@ -201,15 +208,13 @@ export class RegistryHttp {
         headers.authorization = authorization.header;
       }
 
-      const init: RequestInit & { duplex?: 'half' } = {
-        method, headers, redirect: 'manual', signal: request.signal,
-      };
-      if (body) {
-        init.body = body();
-        init.duplex = 'half';
-      }
-
-      const response = await fetch(url, init);
+      const content = body?.();
+      const response = content instanceof Readable
+        ? await sendStreamed(url, method, headers, content, request.signal)
+        : await fetch(url, {
+          method, headers, body: content, redirect: 'manual',
+          signal: request.signal,
+        });
       const location = response.headers.get('location');
       if (!isRedirect(response.status) || !location) return response;
 
@@ -231,6 +236,60 @@ export class RegistryHttp {
       }
     }
   }
+}
+
+/**
+ * Sends a streamed body with node:http, which keeps only a few chunks in
+ * flight: fetch (undici in Node 22) holds on to every chunk of a streamed
+ * request body until the request ends, a whole blob's worth of memory.
+ * The answer is handed back as a fetch Response, like every other.
+ */
+function sendStreamed(url: URL, method: HttpMethod,
+  headers: Record<string, string>, body: Readable, signal?: AbortSignal):
+  Promise<Response> {
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const request = send(url, { method, headers, signal });
+  let sent = false;
+
+  return new Promise<Response>((resolve, reject) => {
+    request.once('error', reject);
+    pipeline(body, request).then(() => {
+      sent = true;
+    }, reject);
+
+    request.once('response', (incoming) => {
+      // answered before the body was all sent (a refusal): stop sending,
+      // and close the connection once the answer is read, as its request
+      // will never be complete
+      if (!sent) {
+        body.unpipe(request);
+        body.destroy();
+        incoming.once('close', () => request.destroy());
+      }
+
+      const status = incoming.statusCode ?? 0;
+      const empty = method === 'HEAD' || status === 204 || status === 205 ||
+        status === 304;
+      if (empty) incoming.resume();
+
+      const response = new Response(empty ? null
+        : Readable.toWeb(incoming) as ReadableStream<Uint8Array>,
+      { status, headers: headersOf(incoming.headers) });
+      Object.defineProperty(response, 'url', { value: url.href });
+      resolve(response);
+    });
+  });
+}
+
+function headersOf(incoming: IncomingHttpHeaders): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined) continue;
+    for (const item of Array.isArray(value) ? value : [value]) {
+      headers.append(name, item);
+    }
+  }
+  return headers;
 }
 
 function isRedirect(status: number): boolean {
