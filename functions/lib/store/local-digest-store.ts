@@ -72,18 +72,18 @@ const STALE_LOCK_MS = 10 * 60 * 1000;
  * when done to release the open log files.
  */
 export class LocalDigestStore implements DigestStore {
-  readonly #options: Required<Omit<LocalDigestStoreOptions, 'logger'>> &
-    { logger?: StoreLogger };
+  readonly #dir: string;
+  readonly #compactAfterBytes: number;
+  readonly #now: () => number;
+  readonly #logger?: StoreLogger;
   readonly #registries = new Map<string, Promise<RegistryLocations>>();
   #lastAt = 0;
 
   constructor(options: LocalDigestStoreOptions) {
-    this.#options = {
-      dir: options.dir,
-      compactAfterBytes: options.compactAfterBytes ?? 4 * 1024 * 1024,
-      now: options.now ?? Date.now,
-      logger: options.logger,
-    };
+    this.#dir = options.dir;
+    this.#compactAfterBytes = options.compactAfterBytes ?? 4 * 1024 * 1024;
+    this.#now = options.now ?? Date.now;
+    this.#logger = options.logger;
   }
 
   async locate(registry: string, digest: string): Promise<string[]> {
@@ -121,16 +121,16 @@ export class LocalDigestStore implements DigestStore {
   // strictly increasing, so that two remembers in one millisecond still
   // order their locations
   #clock(): number {
-    this.#lastAt = Math.max(this.#options.now(), this.#lastAt + 1);
+    this.#lastAt = Math.max(this.#now(), this.#lastAt + 1);
     return this.#lastAt;
   }
 
   #open(registry: string): Promise<RegistryLocations> {
     let opened = this.#registries.get(registry);
     if (!opened) {
-      const folder = join(this.#options.dir, 'digests',
-        fileNameFor(registry));
-      opened = RegistryLocations.open(folder, registry, this.#options);
+      const folder = join(this.#dir, 'digests', fileNameFor(registry));
+      opened = RegistryLocations.open(folder, registry,
+        this.#compactAfterBytes, this.#logger);
 
       // a failed open is retried by the next call rather than cached
       opened.catch(() => this.#registries.delete(registry));
@@ -167,11 +167,10 @@ class RegistryLocations {
   }
 
   static async open(folder: string, registry: string,
-    options: { compactAfterBytes: number; logger?: StoreLogger }):
+    compactAfterBytes: number, logger?: StoreLogger):
     Promise<RegistryLocations> {
-    const locations = new RegistryLocations(folder, registry,
-      options.logger);
-    await locations.#compactIfLarge(options.compactAfterBytes);
+    const locations = new RegistryLocations(folder, registry, logger);
+    await locations.#compactIfLarge(compactAfterBytes);
     await locations.#load();
     return locations;
   }
