@@ -1,0 +1,88 @@
+// Our CLI as the benchmark runs it: one Node process, measured from the
+// outside like the baselines, with credentials from a Docker config of the
+// benchmark's own.
+
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { measure, type Measured } from './measure.js';
+
+export const PROJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)),
+  '..');
+const CLI = join(PROJECT_DIR, 'functions', 'cli', 'main.ts');
+
+export interface RegistryLogin {
+  /** `127.0.0.1:PORT` */
+  host: string;
+  username: string;
+  password: string;
+}
+
+/** True once the CLI exists in the tree. */
+export function cliExists(): boolean {
+  return existsSync(CLI);
+}
+
+/**
+ * Writes `DIR/config.json` with an `auths` entry per registry and returns
+ * the environment that points the CLI at it. Nothing of the user's own
+ * Docker config or state reaches the benchmark.
+ */
+export async function cliEnv(
+  dir: string, logins: readonly RegistryLogin[],
+  extra: NodeJS.ProcessEnv = {},
+): Promise<NodeJS.ProcessEnv> {
+  const dockerConfig = join(dir, 'docker');
+  await mkdir(dockerConfig, { recursive: true });
+  const auths: Record<string, { auth: string }> = {};
+  for (const login of logins) {
+    auths[login.host] = { auth: Buffer.from(
+      `${login.username}:${login.password}`).toString('base64') };
+  }
+  await writeFile(join(dockerConfig, 'config.json'),
+    JSON.stringify({ auths }));
+
+  return {
+    PATH: process.env.PATH,
+    HOME: dir,
+    DOCKER_CONFIG: dockerConfig,
+    XDG_STATE_HOME: join(dir, 'state-home'),
+    ...extra,
+  };
+}
+
+/**
+ * Runs `main.ts ARGS` in one Node process (no tsx wrapper process, so the
+ * peak RSS measured is the engine's), with the Node that runs the
+ * benchmark.
+ */
+export function runCli(
+  args: readonly string[], env: NodeJS.ProcessEnv,
+): Promise<Measured> {
+  return measure(process.execPath, ['--import', 'tsx', CLI, ...args],
+    { env, cwd: PROJECT_DIR });
+}
+
+/** The last line of stdout that parses as a JSON object. */
+export function parseJsonReport(stdout: string): Record<string, unknown> {
+  const lines = stdout.trim().split('\n').reverse();
+  for (const line of lines) {
+    try {
+      const value: unknown = JSON.parse(line);
+      if (value && typeof value === 'object') {
+        return value as Record<string, unknown>;
+      }
+    } catch {
+      continue;
+    }
+  }
+
+  // a pretty-printed object spans lines
+  try {
+    return JSON.parse(stdout) as Record<string, unknown>;
+  } catch {
+    throw new Error(`no JSON report on stdout:\n${stdout.slice(-2000)}`);
+  }
+}
