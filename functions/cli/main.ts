@@ -20,6 +20,14 @@ const COMMANDS: Record<string, Command> = {
     summary: 'back up every package of an org or user (local workflow)',
     load: () => import('./run.js'),
   },
+  start: {
+    summary: 'start a backup run of the deployed stack on AWS',
+    load: () => import('./start.js'),
+  },
+  status: {
+    summary: 'show the latest runs of the deployed stack on AWS',
+    load: () => import('./status.js'),
+  },
 };
 
 async function main(argv: string[]): Promise<number> {
