@@ -93,6 +93,15 @@ class ImageCopy {
   }
 
   async run(): Promise<CopyResult> {
+    try {
+      return await this.#run();
+    } finally {
+      // the caller may close the store next: let its writes land first
+      await Promise.all(this.#storeUpdates);
+    }
+  }
+
+  async #run(): Promise<CopyResult> {
     const digest = await this.#sourceDigest();
     const tags = [...new Set(this.#request.target.tags)];
 
@@ -506,10 +515,7 @@ class ImageCopy {
       ...extra };
   }
 
-  async #result(digest: string, status: CopyResult['status']):
-    Promise<CopyResult> {
-    await Promise.all(this.#storeUpdates);
-
+  #result(digest: string, status: CopyResult['status']): CopyResult {
     return {
       digest,
       status,
