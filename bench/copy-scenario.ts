@@ -134,7 +134,7 @@ async function copyOnce(
       { host: target.host, ...target.credentials },
     ]);
     const result = await runCli(['copy', `http://${src}`, `http://${dst}`,
-      '--json', '--state', join(home, 'state')], env);
+      '--json', '--state', join(home, 'state')], env, home);
     if (result.exitCode !== 0) {
       throw new Error(`our copy failed (exit ${result.exitCode}):\n` +
         `${result.stderr}\n${result.stdout}`.slice(-4000));
@@ -157,7 +157,7 @@ async function copyOnce(
       '--all', '--preserve-digests', '--quiet',
       '--src-tls-verify=false', '--src-creds', creds(source),
       '--dest-tls-verify=false', '--dest-creds', creds(target),
-      `docker://${src}`, `docker://${dst}`], { env });
+      `docker://${src}`, `docker://${dst}`], { env, scratchDir: home });
     if (result.exitCode !== 0) {
       throw new Error(`skopeo copy failed (exit ${result.exitCode}):\n` +
         result.stderr.slice(-4000));

@@ -59,10 +59,10 @@ export async function cliEnv(
  * benchmark.
  */
 export function runCli(
-  args: readonly string[], env: NodeJS.ProcessEnv,
+  args: readonly string[], env: NodeJS.ProcessEnv, scratchDir: string,
 ): Promise<Measured> {
   return measure(process.execPath, ['--import', 'tsx', CLI, ...args],
-    { env, cwd: PROJECT_DIR });
+    { env, cwd: PROJECT_DIR, scratchDir });
 }
 
 /** The last line of stdout that parses as a JSON object. */

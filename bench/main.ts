@@ -21,6 +21,7 @@ import {
   copyScenarioTable, runCopyScenario, type CopyScenarioResult,
 } from './copy-scenario.js';
 import { PROJECT_DIR } from './engine.js';
+import { killMeasured } from './measure.js';
 import {
   orgScenarioTable, runOrgScenario, type OrgScenarioResult,
 } from './org-scenario.js';
@@ -82,22 +83,30 @@ function parseOptions(argv: readonly string[]): Options {
 
 class UsageError extends Error {}
 
+/** Set on SIGINT or SIGTERM: what fails after it is no news. */
+let interrupted = false;
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   requireBinaries(['docker-registry', 'skopeo', 'htpasswd', 'openssl']);
   const workDir = await mkdtemp(join(tmpdir(), 'ghcr-backup-bench-'));
 
   // an interrupted benchmark still stops its registries and removes its
-  // folders
+  // folders; the listener stays until then, so the harness's own handler
+  // does not end the process first
   const interrupt = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    killMeasured();
     void (async () => {
       await stopAll();
       await rm(workDir, { recursive: true, force: true });
+      process.removeAllListeners(signal);
       process.kill(process.pid, signal);
     })();
   };
-  process.once('SIGINT', interrupt);
-  process.once('SIGTERM', interrupt);
+  process.on('SIGINT', interrupt);
+  process.on('SIGTERM', interrupt);
 
   const log = (line: string) => console.log(line);
   const started = Date.now();
@@ -176,6 +185,7 @@ function machine(): Record<string, unknown> {
 }
 
 main().catch((error: unknown) => {
+  if (interrupted) return;
   if (error instanceof UsageError) {
     console.error(`${error.message}\n${USAGE}`);
     process.exit(2);

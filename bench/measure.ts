@@ -5,13 +5,17 @@
 // the process) when /usr/bin/time is installed; otherwise from polling
 // VmHWM in /proc, which can miss growth in the last few milliseconds.
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const GNU_TIME = '/usr/bin/time';
+
+/** Programs being measured right now, for `killMeasured`. */
+const running = new Set<ChildProcess>();
 
 export interface Measured {
   /** Wall time from spawn to exit. */
@@ -26,6 +30,8 @@ export interface Measured {
 export interface MeasureOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Where GNU time writes its report. Default the system temp dir. */
+  scratchDir?: string;
   /** Kill the program after this long. Default 10 minutes. */
   timeoutMs?: number;
 }
@@ -38,8 +44,8 @@ export async function measure(
   command: string, args: readonly string[], options: MeasureOptions = {},
 ): Promise<Measured> {
   const useGnuTime = existsSync(GNU_TIME);
-  const dir = await mkdtemp(join(tmpdir(), 'ghcr-backup-bench-time-'));
-  const timeFile = join(dir, 'time.txt');
+  const timeFile = join(options.scratchDir ?? tmpdir(),
+    `ghcr-backup-bench-time-${randomUUID()}.txt`);
 
   try {
     const [file, argv] = useGnuTime
@@ -56,8 +62,13 @@ export async function measure(
       peakRssBytes: Number.isFinite(kib) && kib > 0 ? kib * 1024 : undefined,
     };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await rm(timeFile, { force: true });
   }
+}
+
+/** Kills every program `measure` is running (an interrupted benchmark). */
+export function killMeasured(): void {
+  for (const child of running) child.kill('SIGKILL');
 }
 
 function run(
@@ -71,6 +82,8 @@ function run(
       cwd: options.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));

@@ -204,7 +204,7 @@ async function runOurs(
   const phase = async (label: string): Promise<RunSample> => {
     await source.resetRequests();
     await target.resetRequests();
-    const result = await runCli(args, env);
+    const result = await runCli(args, env, home);
     expectSuccess(result, `our run (${label})`);
     const traffic = await trafficOf(source, target, '/v2/ours/', fixture);
     options.log(`  ours   ${label.padEnd(6)} ${seconds(result.ms)}  ` +
@@ -248,7 +248,8 @@ async function runSkopeo(
   const phase = async (label: string): Promise<RunSample> => {
     await source.resetRequests();
     await target.resetRequests();
-    const result = await measure('skopeo', args, { env });
+    const result = await measure('skopeo', args,
+      { env, scratchDir: home });
     expectSuccess(result, `skopeo sync (${label})`);
     const traffic = await trafficOf(source, target, '/v2/skopeo/', fixture);
     options.log(`  skopeo ${label.padEnd(6)} ${seconds(result.ms)}  ` +
