@@ -13,13 +13,16 @@ import {
 } from '../functions/lib/errors.js';
 import type { RegistryClient } from '../functions/lib/registry/client.js';
 import {
+  LocalDigestStore,
+} from '../functions/lib/store/local-digest-store.js';
+import {
   OciMediaType, createLayout, missingFromRegistry, pushFixture,
-  pushFixtureRaw, pushRaw, registryFetch, requireBinaries, stopAll,
-  type Fixture, type OciLayout,
+  onStopAll, pushFixtureRaw, pushRaw, registryFetch, requireBinaries,
+  stopAll, type Fixture, type OciLayout,
 } from './harness/index.js';
 import {
   clientFor, corruptBlob, expectSameImage, foreignLayerImage,
-  manifestStatus, startPair, type Pair,
+  manifestStatus, startPair, tempDir, type Pair,
 } from './copy-setup.js';
 
 let pair: Pair;
@@ -82,6 +85,29 @@ describe('copyImage', () => {
         await expectSameImage(pair.source, `${repo}:v1`, pair.target,
           `${repo}:v1`, fixture.digest);
       });
+
+    it('uploads a layer shared by several platforms once', async () => {
+      // Prepare
+      const { diffId: _, ...base } = await layout.addRandomLayer(4096);
+      const fixture = await layout.multiPlatformIndex({ baseLayers: [base],
+        platforms: [{ architecture: 'amd64', os: 'linux' },
+          { architecture: 'arm64', os: 'linux' },
+          { architecture: 'ppc64le', os: 'linux' }] });
+      const repo = repository('shared');
+      await publish(fixture, repo);
+      await pair.target.resetRequests();
+
+      // Act
+      const result = await copyImage(request(repo, 'v1', ['v1']));
+
+      // Assess
+      expect(result.blobs.uploaded).toBe(fixture.blobs.length);
+      const uploads = (await pair.target.requests()).filter((r) =>
+        r.method === 'PUT' && r.query.get('digest') === base.digest);
+      expect(uploads.map((r) => r.status)).toEqual([201]);
+      await expectSameImage(pair.source, `${repo}:v1`, pair.target,
+        `${repo}:v1`, fixture.digest);
+    });
 
     it('copies a Docker manifest list and its schema 2 manifests',
       async () => {
@@ -237,6 +263,62 @@ describe('copyImage', () => {
     // skopeo would fetch the foreign layer from its URL: compare bytes only
     await expectSameImage(pair.source, `${repo}:v1`, pair.target,
       `${repo}:v1`, fixture.digest, { skopeoCopy: false });
+  });
+
+  describe('the digest store', () => {
+    it('learns where blobs are only once a manifest naming them is pushed',
+      async () => {
+        // Prepare
+        const fixture = await layout.image();
+        const repo = repository('remember');
+        await publish(fixture, repo);
+        const store = await localStore();
+        const where = (digest: string) =>
+          store.locate(pair.target.host, digest);
+
+        // Act
+        await copyImage(request(repo, 'v1', ['v1'],
+          { store, deadline: Date.now() - 1 }));
+        const before = await Promise.all(fixture.blobs.map((b) =>
+          where(b.digest)));
+        await copyImage(request(repo, 'v1', ['v1'], { store }));
+        const after = await Promise.all(fixture.blobs.map((b) =>
+          where(b.digest)));
+
+        // Assess
+        expect(before.flat()).toEqual([]);
+        expect(after).toEqual(fixture.blobs.map(() => [repo]));
+      });
+
+    it('forgets a location whose mount the target refuses, and uploads ' +
+      'the blob', async () => {
+        // Prepare: the store believes a repository holds what it never had
+        const fixture = await layout.image();
+        const repo = repository('stale');
+        await publish(fixture, repo);
+        const store = await localStore();
+        const digests = fixture.blobs.map((b) => b.digest);
+        await store.remember(pair.target.host, 'org/never-had-it', digests);
+        const refused: string[] = [];
+        const onEvent = (event: CopyEvent) => {
+          if (event.type === 'mount-refused') refused.push(event.digest);
+        };
+
+        // Act
+        const result = await copyImage(request(repo, 'v1', ['v1'],
+          { store, onEvent }));
+
+        // Assess
+        expect(result.blobs).toMatchObject({ mounted: 0,
+          uploaded: digests.length });
+        expect(refused.sort()).toEqual([...digests].sort());
+        for (const digest of digests) {
+          expect(await store.locate(pair.target.host, digest))
+            .toEqual([repo]);
+        }
+        await expectSameImage(pair.source, `${repo}:v1`, pair.target,
+          `${repo}:v1`, fixture.digest);
+      });
   });
 
   describe('when the target has the image', () => {
@@ -416,6 +498,13 @@ describe('copyImage', () => {
     });
   });
 });
+
+/** A local digest store in a fresh folder, closed after the file. */
+async function localStore(): Promise<LocalDigestStore> {
+  const store = new LocalDigestStore({ dir: await tempDir('digests') });
+  onStopAll(() => store.close());
+  return store;
+}
 
 function readBlob(digest: string): Promise<Buffer> {
   return readFile(layout.blobPath(digest));
