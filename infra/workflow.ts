@@ -150,6 +150,9 @@ function buildDefinition(scope: Construct, props: BackupWorkflowProps):
     props.listAndSelect, stepTimeout(props.listAndSelect), {
       comment: 'Lists the packages, selects the tags, stores the plan in ' +
         'pages; returns the run id and page numbers.',
+      // a retry lists the whole org again, and an unreachable target
+      // should fail the run soon: one more attempt only
+      transientAttempts: 1,
     });
 
   // one page: check its tags on the target, copy what needs it
@@ -284,6 +287,8 @@ interface InvokeOptions {
   comment: string;
   payload?: sfn.TaskInput;
   resultPath?: string;
+  /** Retries of a TransientError. @default 3 */
+  transientAttempts?: number;
   retryAll?: boolean;
 }
 
@@ -308,7 +313,7 @@ function invoke(scope: Construct, name: string, fn: lambda.IFunction,
     errors: ['TransientError'],
     interval: Duration.seconds(5),
     backoffRate: 2,
-    maxAttempts: 3,
+    maxAttempts: options.transientAttempts ?? 3,
     maxDelay: Duration.minutes(1),
     jitterStrategy: sfn.JitterType.FULL,
   });

@@ -51,6 +51,14 @@ export async function listAndSelect(rawInput: unknown, deps: RunDeps,
   }, { pathPrefix: run.target.path });
   const pages = pagesOf(images, options.pageSize ?? PLAN_PAGE_SIZE);
 
+  // one request tells whether the target answers and takes our
+  // credentials, before any work is fanned out
+  const first = images[0];
+  if (first) {
+    await deps.registry(run.target.registry).headManifest(
+      first.targetRepository, first.tags[0] ?? first.digest, options.signal);
+  }
+
   const inventory = await deps.runs.getInventory(run.targetText);
   const gone = goneFromSource(inventory, listing, { packages: run.packages })
     .flatMap((entry) => entry.tags.map((tag) => `${entry.package}:${tag}`));
