@@ -411,6 +411,28 @@ describe('RegistryClient.pushBlob', () => {
   });
 });
 
+describe('RegistryClient.pushBlob when aborted', () => {
+  it('stops with an InterruptedError and closes its session', async () => {
+    // Prepare
+    const client = clientOf(target, target.credentials);
+    const repository = freshRepository();
+    const controller = new AbortController();
+
+    // Act
+    const error = await client.pushBlob(repository, layer, sourceOf(), {
+      signal: controller.signal,
+      onBytes: () => controller.abort(),
+    }).catch((e: unknown) => e);
+
+    // Assess
+    expect((error as Error).name).toBe('InterruptedError');
+    expect(await client.headBlob(repository, layer.digest)).toBeUndefined();
+    const methods = uploads(await target.requests()).map((r) => r.method);
+    expect(methods).toContain('DELETE');
+    expect(methods.filter((m) => m === 'POST')).toHaveLength(1);
+  });
+});
+
 describe('RegistryClient.pushBlob in chunks', () => {
   it('sends PATCH chunks of at least the minimum size, in order, then a ' +
     'PUT with the digest', async () => {
@@ -559,4 +581,28 @@ describe('RegistryClient.openBlob and headBlob', () => {
       expect(present).toEqual({ digest: layer.digest, size: layer.size });
       expect(absent).toBeUndefined();
     });
+
+  it('sizes a blob whose HEAD is redirected without following the ' +
+    'redirect', async () => {
+    // Prepare: storage URLs may be signed for GET only
+    sourceProxy.intercept((req, res) => {
+      if (req.method !== 'HEAD' || !req.url?.endsWith(layer.digest)) {
+        return false;
+      }
+      res.writeHead(307, { location: `${sourceProxy.storageUrl}/head`,
+        'content-length': '0' });
+      res.end();
+      return true;
+    });
+    const client = clientOf(sourceProxy, source.credentials);
+
+    // Act
+    const head = await client.headBlob('org/app', layer.digest);
+
+    // Assess
+    expect(head).toEqual({ digest: layer.digest, size: layer.size });
+    expect(sourceProxy.storageRequests()).toEqual([]);
+    expect(blobGetsAtSource().map((r) => [r.headers.range, r.status]))
+      .toEqual([['bytes=0-0', 206]]);
+  });
 });

@@ -203,17 +203,22 @@ export class RegistryClient implements Registry {
   async headBlob(repository: string, digest: string,
     signal?: AbortSignal): Promise<BlobHead | undefined> {
     const context = this.#context(repository, digest, 'HEAD blob');
+    // a redirect says the blob exists; its storage URL may be signed for
+    // GET only, so it is not followed
     const response = await this.#http.send({
       method: 'HEAD',
       url: `/v2/${repository}/blobs/${digest}`,
       scopes: [repositoryScope(repository, PULL)],
       allow: [404],
+      redirects: false,
       context, signal,
     });
     if (response.status === 404) return undefined;
 
     const length = response.headers.get('content-length');
-    if (length !== null) return { digest, size: Number(length) };
+    if (response.status === 200 && length !== null) {
+      return { digest, size: Number(length) };
+    }
 
     // no size said: a one-byte range tells it (Content-Range: 0-0/SIZE)
     const opened = await this.#openBlob(repository, digest, 'bytes=0-0',

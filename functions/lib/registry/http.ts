@@ -45,6 +45,8 @@ export interface RegistryRequest {
   allow?: readonly number[];
   /** One attempt only: no retry of network errors, 5xx, 429 or 401. */
   once?: boolean;
+  /** Follow redirects. @default true */
+  redirects?: boolean;
   signal?: AbortSignal;
 }
 
@@ -112,7 +114,9 @@ export class RegistryHttp {
       once: request.once,
     }, () => this.#authenticated(request));
 
-    if (response.ok || request.allow?.includes(response.status)) {
+    const redirect = request.redirects === false &&
+      isRedirect(response.status);
+    if (response.ok || redirect || request.allow?.includes(response.status)) {
       return response;
     }
     throw await this.error(response, request);
@@ -216,7 +220,10 @@ export class RegistryHttp {
           signal: request.signal,
         });
       const location = response.headers.get('location');
-      if (!isRedirect(response.status) || !location) return response;
+      if (!isRedirect(response.status) || !location ||
+        request.redirects === false) {
+        return response;
+      }
 
       await discard(response);
       if (hop >= MAX_REDIRECTS) {

@@ -100,7 +100,10 @@ export interface BlobHead {
   size: number;
 }
 
-/** Progress of one blob's bytes, for progress displays. */
+/**
+ * Progress of one blob: the bytes sent since the previous call. An upload
+ * that starts over sends, and counts, its bytes again.
+ */
 export type BytesListener = (bytes: number) => void;
 
 export interface BlobPushOptions {
@@ -148,7 +151,10 @@ export interface Registry {
    * candidate repository holds it, else upload, verifying the sha256 while
    * streaming. Resumes or restarts broken downloads and retries transient
    * failures; never holds the blob in memory; leaves no upload session open.
-   * A refused mount is reported through `onMountRefused`.
+   * A mount that did not happen is reported through `onMountRefused`:
+   * refused (`insufficient_scope`, denied, unknown repository) or answered
+   * 202 (the repository does not hold the blob, or the registry does not
+   * mount); either way that location is not worth trying again.
    */
   pushBlob(repository: string, blob: Descriptor, source: BlobSource,
     options?: BlobPushOptions & {
