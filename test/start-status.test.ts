@@ -108,9 +108,9 @@ describe('start', () => {
       expect(call.stateMachineArn).toBe(STATE_MACHINE);
       expect(call.name).toMatch(/^cli-\d{8}T\d{6}Z-[0-9a-f]{6}$/);
       expect(startedInput()).toEqual(SCHEDULED);
-      expect(io.stdout()).toContain(`https://${REGION}.console.aws.amazon.com/` +
-        `states/home?region=${REGION}#/v2/executions/details/` +
-        EXECUTION(call.name!));
+      expect(io.stdout()).toContain(
+        `https://${REGION}.console.aws.amazon.com/states/home?` +
+        `region=${REGION}#/v2/executions/details/${EXECUTION(call.name!)}`);
     });
 
   it('lays the flags over the scheduled input, field by field', async () => {
