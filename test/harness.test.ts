@@ -107,6 +107,28 @@ describe('startRegistry', () => {
       });
   });
 
+  it('lets anonymous clients pull only when anonymousPull is set',
+    async () => {
+      // Prepare
+      const [open, closed] = await Promise.all([
+        startRegistry({ auth: 'token', token: { anonymousPull: true } }),
+        startRegistry({ auth: 'token' }),
+      ]);
+      await pushFixture(image, open, 'public/app:v1');
+      await pushFixture(image, closed, 'private/app:v1');
+
+      // Act
+      const pulled = await inspectRaw(open, 'public/app:v1', null);
+      const refused = inspectRaw(closed, 'private/app:v1', null);
+
+      // Assess
+      expect(pulled.digest).toBe(image.digest);
+      await expect(refused).rejects.toThrow(/unauthorized|denied/i);
+      expect(closed.tokenIssuer!.requests().at(-1)).toMatchObject(
+        { authorization: 'none', status: 200, granted: [] });
+      await Promise.all([open.stop(), closed.stop()]);
+    });
+
   describe('with htpasswd auth', () => {
     let registry: TestRegistry;
     beforeAll(async () => {

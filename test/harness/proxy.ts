@@ -72,8 +72,8 @@ export interface TestProxy {
   /** The next blob body served (by proxy or storage) is cut after
    * `afterBytes` bytes by destroying the connection. */
   cutNextBlob(afterBytes: number, options?: { digest?: string }): void;
-  /** Blob GETs the registry would answer 200 are answered 307 to the
-   * storage server instead. */
+  /** Blob GETs the registry would serve (200 or 206) are answered 307 to
+   * the storage server instead. */
   redirectBlobs(enabled: boolean): void;
   /** A hook that sees every request first; return true when it answered. */
   intercept(hook?: (req: IncomingMessage, res: ServerResponse) =>
@@ -168,7 +168,8 @@ export async function startProxy(
       const isBlobGet = req.method === 'GET' && blob !== null;
 
       // GHCR's way: authorised at the registry, served from storage
-      if (isBlobGet && redirect && answer.statusCode === 200) {
+      const served = answer.statusCode === 200 || answer.statusCode === 206;
+      if (isBlobGet && redirect && served) {
         answer.destroy();
         record.outcome = 'redirect';
         const location = `${storageUrl}/storage/${blob[1]}/${blob[2]}` +
