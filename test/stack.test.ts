@@ -7,7 +7,17 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
 
-import { BackupStack, type BackupStackProps } from '../infra/stack.js';
+import {
+  METRIC_NAMES,
+} from '../functions/common/metrics.js';
+import {
+  METRICS_NAMESPACE as HANDLER_NAMESPACE,
+  SERVICE_NAME as HANDLER_SERVICE,
+} from '../functions/common/runtime.js';
+import { RUN_METRICS } from '../infra/monitoring.js';
+import {
+  BackupStack, type BackupStackProps, METRICS_NAMESPACE, SERVICE_NAME,
+} from '../infra/stack.js';
 import { makeTempDir, removeDir, runCommand } from './harness/process.js';
 
 const ECR_TARGET = '123456789012.dkr.ecr.eu-west-1.amazonaws.com/ghcr';
@@ -425,6 +435,14 @@ describe('BackupStack', () => {
       expect(body).toContain(text);
     }
   });
+
+  it('reads the metrics by the names and dimension the handlers emit',
+    () => {
+      expect(Object.values(RUN_METRICS).sort())
+        .toEqual([...METRIC_NAMES].sort());
+      expect(METRICS_NAMESPACE).toBe(HANDLER_NAMESPACE);
+      expect(SERVICE_NAME).toBe(HANDLER_SERVICE);
+    });
 
   it('outputs the state machine, table, secret and console link', () => {
     const { template } = synth();
