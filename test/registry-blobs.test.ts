@@ -263,12 +263,14 @@ describe('RegistryClient.pushBlob', () => {
       // Act
       await client.pushBlob(repository, layer, sourceOf());
 
-      // Assess: a 206 is not redirected, so the rest comes from the proxy
+      // Assess
       const atStorage = sourceProxy.storageRequests();
       expect(atStorage.map((r) => [r.outcome, r.headers.range,
-        r.authorization])).toEqual([['cut', undefined, false]]);
-      expect(blobGetsAtSource().map((r) => [r.outcome, r.headers.range]))
-        .toEqual([['redirect', undefined], ['forwarded', 'bytes=50000-']]);
+        r.authorization])).toEqual([['cut', undefined, false],
+        ['storage', 'bytes=50000-', false]]);
+      expect(blobGetsAtSource().map((r) => [r.outcome, r.headers.range,
+        r.authorization])).toEqual([['redirect', undefined, true],
+        ['redirect', 'bytes=50000-', true]]);
       expect(await servedDigest(target, repository, layer.digest))
         .toBe(layer.digest);
     });
@@ -490,6 +492,41 @@ describe('RegistryClient.pushBlob in chunks', () => {
       expect(await servedDigest(target, repository, layer.digest))
         .toBe(layer.digest);
     });
+});
+
+describe('RegistryClient.pushBlob when a registry loses chunks', () => {
+  it('uploads in one PUT once a PATCH was not kept (Range did not ' +
+    'advance)', async () => {
+    // Prepare: the second PATCH is swallowed, as ECR has been seen to do
+    const warnings: string[] = [];
+    const client = clientOf(targetProxy, target.credentials, {
+      chunkedUploadAbove: 0, chunkSize: 100_000,
+      logger: { debug: () => {}, warn: (message) => warnings.push(message) },
+    });
+    let patches = 0;
+    targetProxy.intercept((req, res) => {
+      if (req.method !== 'PATCH' || ++patches !== 2) return false;
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(201, { range: '0-99999', location: req.url! });
+        res.end();
+      });
+      return true;
+    });
+    const repository = freshRepository();
+
+    // Act
+    const outcome = await client.pushBlob(repository, layer, sourceOf());
+
+    // Assess
+    expect(outcome.action).toBe('uploaded');
+    expect(warnings).toEqual([expect.stringContaining('lost a chunk')]);
+    const sent = uploads(await target.requests());
+    expect(sent.slice(-2).map((r) => [r.method, r.status])).toEqual([
+      ['POST', 202], ['PUT', 201]]);
+    expect(await servedDigest(target, repository, layer.digest))
+      .toBe(layer.digest);
+  });
 });
 
 describe('RegistryClient.pushBlob with token auth on the target', () => {

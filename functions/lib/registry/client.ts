@@ -77,8 +77,11 @@ export class RegistryClient implements Registry {
   readonly #chunkSize: number;
   readonly #minChunkSize: number;
   readonly #maxManifestSize: number;
-  /** Set once the registry refused a monolithic upload. */
-  #chunkedOnly = false;
+  /**
+   * How this registry takes uploads, once it showed us: chunks after it
+   * refused a monolithic PUT, one PUT after it lost a chunk.
+   */
+  #learned?: 'chunked' | 'monolithic';
 
   constructor(options: RegistryClientOptions) {
     this.endpoint = options.endpoint;
@@ -243,7 +246,8 @@ export class RegistryClient implements Registry {
     if (mount.from) return { action: 'mounted', from: mount.from };
 
     let session = mount.session;
-    let chunked = blob.size > this.#chunkedAbove || this.#chunkedOnly;
+    let chunked = this.#learned ? this.#learned === 'chunked'
+      : blob.size > this.#chunkedAbove;
     const attempts = this.#http.retry.attempts;
 
     for (let attempt = 1; ; attempt++) {
@@ -274,12 +278,20 @@ export class RegistryClient implements Registry {
 
         const failure = error instanceof BackupError ? error
           : networkError(context, error, 1);
-        if (!chunked && isMonolithicRefusal(failure)) {
+        // the other way may work where this one does not (once)
+        if (!chunked && !this.#learned && isMonolithicRefusal(failure)) {
           this.#logger?.warn('registry refused a monolithic upload; ' +
             'using chunks', { registry: this.endpoint.host,
             status: failure.status });
-          this.#chunkedOnly = true;
+          this.#learned = 'chunked';
           chunked = true;
+          continue;
+        }
+        if (chunked && !this.#learned && isChunkLost(failure)) {
+          this.#logger?.warn('registry lost a chunk of an upload; using ' +
+            'one PUT', { registry: this.endpoint.host });
+          this.#learned = 'monolithic';
+          chunked = false;
           continue;
         }
 
@@ -576,7 +588,10 @@ export class RegistryClient implements Registry {
       if (range && Number(range[1]) !== start + length - 1) {
         throw new RegistryRequestError(context,
           `holds bytes 0-${range[1]} after a chunk ending at ` +
-          `${start + length - 1}`, { status: response.status });
+          `${start + length - 1}`, { status: response.status,
+          code: CHUNK_LOST,
+          hint: 'the registry mishandles chunked uploads; leave ' +
+            'chunkedUploadAbove unset to upload in one PUT' });
       }
       const location = response.headers.get('location');
       if (location) url = this.#http.resolve(location, url);
@@ -600,6 +615,13 @@ export class RegistryClient implements Registry {
         'the digest the registry stored');
     }
   }
+}
+
+/** Our code for a PATCH whose bytes the registry did not keep. */
+const CHUNK_LOST = 'CHUNK_LOST';
+
+function isChunkLost(error: BackupError): boolean {
+  return error instanceof RegistryRequestError && error.code === CHUNK_LOST;
 }
 
 function isMonolithicRefusal(error: BackupError): boolean {
