@@ -6,7 +6,9 @@ import { setTimeout as wait } from 'node:timers/promises';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { AuthenticationError, TransientError } from '../functions/lib/errors.js';
+import {
+  AuthenticationError, TransientError,
+} from '../functions/lib/errors.js';
 import { RegistryClient } from '../functions/lib/registry/client.js';
 import { staticCredentials } from '../functions/lib/registry/credentials.js';
 import type { Credentials } from '../functions/lib/registry/types.js';
@@ -157,6 +159,39 @@ describe('RegistryClient with token auth', () => {
       expect(client.tokenRequests).toBe(2);
       await proxy.stop();
     });
+
+  it('retries a token service that answers 503, then uses its token',
+    async () => {
+      // Prepare
+      const client = clientOf(registry, registry.credentials);
+      registry.tokenIssuer!.resetRequests();
+      registry.tokenIssuer!.failNext(2, { status: 503 });
+
+      // Act
+      const head = await client.headManifest('team/app', 'v1');
+
+      // Assess
+      expect(head?.digest).toBe(image.digest);
+      expect(registry.tokenIssuer!.requests().map((r) => r.status))
+        .toEqual([503, 503, 200]);
+    });
+
+  it('gives up on a token service that keeps failing, with a ' +
+    'TransientError', async () => {
+    // Prepare
+    const client = clientOf(registry, registry.credentials,
+      { attempts: 2 });
+    registry.tokenIssuer!.failNext(2, { status: 503 });
+
+    // Act
+    const error = await client.headManifest('team/app', 'v1')
+      .catch((e: unknown) => e);
+
+    // Assess
+    expect(error).toBeInstanceOf(TransientError);
+    expect((error as Error).message).toMatch(
+      /token service .* answered HTTP 503 after 2 attempts/);
+  });
 
   it('exchanges an identity token in an OAuth2 POST', async () => {
     // Prepare

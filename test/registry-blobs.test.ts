@@ -369,6 +369,7 @@ describe('RegistryClient.pushBlob', () => {
       // Assess
       expect(error).toBeInstanceOf(TransientError);
       expect((error as TransientError).status).toBe(503);
+      expect((error as Error).message).toContain('after 1 attempt');
       expect(targetProxy.requests()).toHaveLength(1);
     });
 

@@ -11,9 +11,9 @@ import { digestOf } from '../functions/lib/registry/digest.js';
 import { staticCredentials } from '../functions/lib/registry/credentials.js';
 import { MediaType } from '../functions/lib/registry/types.js';
 import {
-  createLayout, inspectRaw, pushFixture, pushFixtureRaw, requireBinaries, startProxy,
-  startRegistry, stopAll, type Fixture, type OciLayout, type TestProxy,
-  type TestRegistry,
+  createLayout, inspectRaw, pushFixture, pushFixtureRaw, requireBinaries,
+  startProxy, startRegistry, stopAll, type Fixture, type OciLayout,
+  type TestProxy, type TestRegistry,
 } from './harness/index.js';
 
 let layout: OciLayout;
@@ -88,19 +88,19 @@ const KINDS = [
 describe('RegistryClient.getManifest', () => {
   it.each(KINDS)('returns the exact bytes, digest and media type: %s',
     async (kind) => {
-    // Prepare
-    const fixture = fixtures[kind]!;
-    const raw = await inspectRaw(registry, `${repositoryOf(kind)}:v1`);
+      // Prepare
+      const fixture = fixtures[kind]!;
+      const raw = await inspectRaw(registry, `${repositoryOf(kind)}:v1`);
 
-    // Act
-    const manifest = await client.getManifest(repositoryOf(kind), 'v1');
+      // Act
+      const manifest = await client.getManifest(repositoryOf(kind), 'v1');
 
-    // Assess
-    expect(Buffer.from(manifest.bytes).equals(raw.bytes)).toBe(true);
-    expect(manifest.digest).toBe(fixture.digest);
-    expect(manifest.size).toBe(fixture.size);
-    expect(manifest.mediaType).toBe(fixture.mediaType);
-  });
+      // Assess
+      expect(Buffer.from(manifest.bytes).equals(raw.bytes)).toBe(true);
+      expect(manifest.digest).toBe(fixture.digest);
+      expect(manifest.size).toBe(fixture.size);
+      expect(manifest.mediaType).toBe(fixture.mediaType);
+    });
 
   it('throws NotFoundError naming the repository and tag for a 404',
     async () => {

@@ -297,7 +297,7 @@ export class Authenticator {
 
     const started = (this.#options.now ?? Date.now)();
     this.tokenRequests++;
-    const response = await withRetries({
+    const { response, attempts } = await withRetries({
       options: this.#options.retry, context, signal,
       logger: this.#options.logger,
     }, () => fetch(request.url, {
@@ -310,7 +310,7 @@ export class Authenticator {
 
     if (!response.ok) {
       await discard(response);
-      throw this.#tokenFailure(response.status, realm, context);
+      throw this.#tokenFailure(response.status, realm, context, attempts);
     }
 
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
@@ -339,14 +339,14 @@ export class Authenticator {
     return { scopes, token, renewAt: started + seconds * 1000 - margin };
   }
 
-  #tokenFailure(status: number, realm: URL, context: RegistryErrorContext):
-    RegistryAuthenticationError | RegistryUnavailableError {
+  #tokenFailure(status: number, realm: URL, context: RegistryErrorContext,
+    attempts: number): RegistryAuthenticationError | RegistryUnavailableError {
     const host = this.#host;
     if (isRetryableStatus(status)) {
       return new RegistryUnavailableError(context,
         `the token service ${realm.host} answered HTTP ${status} after ` +
-        `${this.#options.retry.attempts} attempts`, {
-          status, attempts: this.#options.retry.attempts,
+        `${attempts} attempt${attempts === 1 ? '' : 's'}`, {
+          status, attempts,
           hint: 'the token service may be overloaded or down; try again later',
         });
     }

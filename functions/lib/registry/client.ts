@@ -337,7 +337,9 @@ export class RegistryClient implements Registry {
       const bytes = await this.#read(() =>
         readLimited(response, this.#maxManifestSize, context), context);
       const index = parseJson(bytes, context) as { manifests?: unknown };
-      if (!Array.isArray(index.manifests)) return page === 0 ? undefined : found;
+      if (!Array.isArray(index.manifests)) {
+        return page === 0 ? undefined : found;
+      }
       found.push(...(index.manifests as Descriptor[]));
 
       url = nextLink(response, url, this.#http);
@@ -422,7 +424,8 @@ export class RegistryClient implements Registry {
     }
 
     const length = response.headers.get('content-length');
-    return { body, offset: 0, size: length === null ? undefined : Number(length) };
+    return { body, offset: 0,
+      size: length === null ? undefined : Number(length) };
   }
 
   /**

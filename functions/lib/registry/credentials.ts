@@ -209,7 +209,8 @@ function decodeAuth(auth: string, file: string, key: string): Credentials {
 }
 
 /** What helpers say when they hold nothing for the host. */
-const NOT_FOUND = /credentials not found|not found in native keychain|no credentials/i;
+const NOT_FOUND =
+  /credentials not found|not found in native keychain|no credentials/i;
 
 /** Helpers that prompt (a GPG pinentry) get this long. */
 const HELPER_TIMEOUT_MS = 60_000;
@@ -235,7 +236,8 @@ async function runHelper(name: string, server: string,
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => stdout += d);
     child.stderr.setEncoding('utf8').on('data', (d: string) => stderr += d);
-    child.on('error', (error) => resolve({ code: null, stdout, stderr, error }));
+    child.on('error', (error) =>
+      resolve({ code: null, stdout, stderr, error }));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.on('error', () => undefined);
     child.stdin.end(server);

@@ -35,7 +35,8 @@ export function describeTarget(context: RegistryErrorContext): string {
 
   const name = `${registry}/${repository}`;
   if (!reference) return name;
-  return reference.includes(':') ? `${name}@${reference}` : `${name}:${reference}`;
+  return reference.includes(':')
+    ? `${name}@${reference}` : `${name}:${reference}`;
 }
 
 /** `GET manifest ghcr.io/org/app:1.0` or just the target. */

@@ -106,7 +106,7 @@ export class RegistryHttp {
    * response when it is 2xx or in `allow`; throws the mapped error else.
    */
   async send(request: RegistryRequest): Promise<Response> {
-    const response = await withRetries({
+    const { response, attempts } = await withRetries({
       options: this.retry,
       context: request.context,
       signal: request.signal,
@@ -119,12 +119,12 @@ export class RegistryHttp {
     if (response.ok || redirect || request.allow?.includes(response.status)) {
       return response;
     }
-    throw await this.error(response, request);
+    throw await this.error(response, request, attempts);
   }
 
   /** The error for a response the caller did not expect. */
-  async error(response: Response, request: RegistryRequest):
-    Promise<BackupError> {
+  async error(response: Response, request: RegistryRequest,
+    attempts = 1): Promise<BackupError> {
     const { context } = request;
     const status = response.status;
     const text = request.method === 'HEAD' ? '' : await readText(response);
@@ -155,8 +155,8 @@ export class RegistryHttp {
     if (isRetryableStatus(status)) {
       return new RegistryUnavailableError(context,
         `${this.endpoint.host}${where} answered ${detail} after ` +
-        `${request.once ? 1 : this.retry.attempts} attempt(s)`, {
-          status, code, attempts: request.once ? 1 : this.retry.attempts,
+        `${attempts} attempt${attempts === 1 ? '' : 's'}`, {
+          status, code, attempts,
           hint: 'the registry is overloaded or failing; try again later',
         });
     }

@@ -22,7 +22,10 @@ export interface RetryOptions {
   baseDelayMs?: number;
   /** Longest computed delay. @default 15000 */
   maxDelayMs?: number;
-  /** Longest `Retry-After` we wait for; beyond it we give up. @default 120000 */
+  /**
+   * Longest `Retry-After` we wait for; beyond it we give up at once.
+   * @default 120000
+   */
   maxRetryAfterMs?: number;
 }
 
@@ -115,7 +118,8 @@ export function networkError(context: RegistryErrorContext, error: unknown,
 
   const what = code && UNREACHABLE.has(code)
     ? `${context.registry} is unreachable (${code})`
-    : `the connection to ${context.registry} failed (${code ?? errorText(error)})`;
+    : `the connection to ${context.registry} failed ` +
+      `(${code ?? errorText(error)})`;
   return new RegistryUnavailableError(context,
     `${what} after ${attempts} attempt${attempts === 1 ? '' : 's'}`, {
       cause: error,
@@ -138,6 +142,12 @@ export interface RetryScope {
   once?: boolean;
 }
 
+/** The last response, and how many requests it took. */
+export interface Retried {
+  response: Response;
+  attempts: number;
+}
+
 /**
  * Calls `send` until it answers something other than a retryable status,
  * retrying network errors and retryable statuses with backoff. Returns the
@@ -146,7 +156,7 @@ export interface RetryScope {
  * authentication failure) pass through untouched.
  */
 export async function withRetries(scope: RetryScope,
-  send: () => Promise<Response>): Promise<Response> {
+  send: () => Promise<Response>): Promise<Retried> {
   const { options, context, signal, logger } = scope;
   const attempts = scope.once ? 1 : options.attempts;
 
@@ -173,13 +183,13 @@ export async function withRetries(scope: RetryScope,
     }
 
     if (!isRetryableStatus(response.status) || attempt >= attempts) {
-      return response;
+      return { response, attempts: attempt };
     }
 
     // the server's Retry-After wins; one asking for too long ends it here
     const asked = parseRetryAfter(response.headers.get('retry-after'));
     if (asked !== undefined && asked > options.maxRetryAfterMs) {
-      return response;
+      return { response, attempts: attempt };
     }
 
     const wait = asked ?? backoffDelay(options, attempt);
