@@ -6,8 +6,8 @@
 //
 //   ListAndSelect -> BackupPages (Map over page numbers)
 //                      CheckPage -> CopyImages (Map over indexes)
-//                                     CopyImage <-> CopyFinished (loop while
-//                                     incomplete), failures -> RecordCopyFailure
+//                        CopyImage <-> CopyFinished (loop while incomplete)
+//                        a failure caught -> RecordCopyFailure
 //                 -> Summarize -> CheckOutcome -> Done | BackupFailed
 //
 // The plan lives in the RunStore in pages; states carry a run id, page
@@ -51,7 +51,7 @@ export const COPY_ERROR_NAMES = [
 ] as const;
 
 export interface BackupWorkflowProps {
-  /** Lists the packages, selects, stores the plan (functions/list-and-select). */
+  /** Lists, selects, stores the plan (functions/list-and-select). */
   readonly listAndSelect: lambda.IFunction;
   /** Checks one page's tags on the target (functions/check-page). */
   readonly checkPage: lambda.IFunction;
@@ -193,7 +193,11 @@ function buildDefinition(scope: Construct, props: BackupWorkflowProps):
       retryAll: true,
     });
 
-  const imageDone = new sfn.Succeed(scope, StateName.imageDone);
+  // an iteration's output is its index: the page's Map collects 500 of
+  // them, so each must stay tiny
+  const imageDone = new sfn.Succeed(scope, StateName.imageDone, {
+    outputPath: '$.index',
+  });
   recordCopyFailure.next(imageDone);
 
   // catch by name first, then anything else (a crash, a Lambda timeout):

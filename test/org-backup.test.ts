@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_TOKEN, startGitHubApi, type GitHubApi }
   from './harness/github-api.js';
 import {
-  createLayout, freePort, inspectRaw, pushFixture, requireBinaries, startRegistry,
-  stopAll, type Fixture, type OciLayout, type RegistryRequest,
+  createLayout, freePort, inspectRaw, pushFixture, requireBinaries,
+  startRegistry, stopAll, type Fixture, type OciLayout, type RegistryRequest,
   type TestRegistry,
 } from './harness/index.js';
 import {
@@ -242,7 +242,8 @@ describe('npm start -- run', () => {
       // Assess
       expect(run.status, run.stderr).toBe(0);
       expect(run.stdout).toMatch(/1 tag gone from the source/);
-      expect(run.stdout).toMatch(/Gone from the source[^\n]*\n\s+tools\/cli:1\.2/);
+      expect(run.stdout)
+        .toMatch(/Gone from the source[^\n]*\n\s+tools\/cli:1\.2/);
       const kept = await inspectRaw(target, 'backup/tools/cli:1.2');
       expect(kept.digest).toBe(images.cli.digest);
     });
