@@ -62,6 +62,9 @@ export interface RegistryHttpOptions {
 /** Redirects followed per request before giving up. */
 const MAX_REDIRECTS = 10;
 
+/** A streamed upload with no progress for this long is given up. */
+const IDLE_TIMEOUT_MS = 300_000;
+
 /** Error bodies read for their message, at most. */
 const ERROR_BODY_LIMIT = 8192;
 
@@ -257,6 +260,13 @@ function sendStreamed(url: URL, method: HttpMethod,
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   const request = send(url, { method, headers, signal });
   let sent = false;
+
+  // a registry that stops reading would hold the upload forever
+  request.setTimeout(IDLE_TIMEOUT_MS, () => {
+    request.destroy(Object.assign(
+      new Error(`no progress for ${IDLE_TIMEOUT_MS / 1000} s`),
+      { code: 'ESTALLED' }));
+  });
 
   return new Promise<Response>((resolve, reject) => {
     request.once('error', reject);
