@@ -15,6 +15,9 @@ import { measure } from './measure.js';
 import {
   median, MIB, mib, ratio, seconds, table, type Goal,
 } from './report.js';
+import {
+  profileTable, summariseProfile, type ProfileSummary,
+} from './profile.js';
 import { skopeoEnv } from './skopeo.js';
 
 export interface CopyScenarioOptions {
@@ -24,6 +27,9 @@ export interface CopyScenarioOptions {
   workDir: string;
   /** False measures the baselines only. */
   withOurs: boolean;
+  /** After the measured runs, one more of ours under `--cpu-prof`,
+   * its profile written here. */
+  profileDir?: string;
   log: (line: string) => void;
 }
 
@@ -48,6 +54,7 @@ export interface MethodResult {
   skipped?: string;
 }
 
+
 export interface CopyScenarioResult {
   sizeBytes: number;
   layerBytes: number;
@@ -55,6 +62,8 @@ export interface CopyScenarioResult {
   methods: Record<Method, MethodResult>;
   oursOverSkopeo?: number;
   oursOverCurl?: number;
+  /** Where a profiled extra run of ours spent its CPU. */
+  profile?: ProfileSummary;
   goals: Goal[];
 }
 
@@ -84,7 +93,12 @@ export async function runCopyScenario(
 
     const methods = await measureMethods(options, source, target,
       fixture.digest);
-    return summarise(options, layerBytes, methods);
+    const result = summarise(options, layerBytes, methods);
+    if (options.profileDir && !result.methods.ours.skipped) {
+      result.profile = await profileOurs(options, source, target,
+        options.profileDir);
+    }
+    return result;
   } finally {
     await layout.remove();
     await Promise.allSettled(registries.map((r) => r.stop()));
@@ -119,6 +133,47 @@ async function measureMethods(
   return { ...samples, ...(oursMissing ? { ours: oursMissing } : {}) };
 }
 
+/** One more copy by ours, profiled; not part of the timings. */
+async function profileOurs(
+  options: CopyScenarioOptions, source: TestRegistry, target: TestRegistry,
+  profileDir: string,
+): Promise<ProfileSummary> {
+  options.log('  profiling one more copy of ours (--cpu-prof)');
+  await oursCopy(options, source, target, 'bench/ours-profiled', 0,
+    ['--cpu-prof', '--cpu-prof-dir', profileDir]);
+  return summariseProfile(profileDir);
+}
+
+async function oursCopy(
+  options: CopyScenarioOptions, source: TestRegistry, target: TestRegistry,
+  repository: string, run: number, nodeArgs: readonly string[] = [],
+): Promise<Sample> {
+  const src = `${source.host}/${SOURCE_REPOSITORY}:${TAG}`;
+  const dst = `${target.host}/${repository}:${TAG}`;
+  const home = join(options.workDir,
+    nodeArgs.length > 0 ? 'ours-profiled' : `ours-${run}`);
+
+  // a fresh state folder: no memory of where blobs went before
+  const env = await cliEnv(home, [
+    { host: source.host, ...source.credentials },
+    { host: target.host, ...target.credentials },
+  ]);
+  const result = await runCli(['copy', `http://${src}`, `http://${dst}`,
+    '--json', '--state', join(home, 'state')], env, home, nodeArgs);
+  if (result.exitCode !== 0) {
+    throw new Error(`our copy failed (exit ${result.exitCode}):\n` +
+      `${result.stderr}\n${result.stdout}`.slice(-4000));
+  }
+  const report = parseJsonReport(result.stdout);
+  return {
+    run,
+    ms: result.ms,
+    peakRssBytes: result.peakRssBytes,
+    engineMs: numberField(report, 'durationMs'),
+    bytesUploaded: numberField(report, 'bytesUploaded'),
+  };
+}
+
 async function copyOnce(
   method: Method, options: CopyScenarioOptions, source: TestRegistry,
   target: TestRegistry, repository: string, run: number,
@@ -128,25 +183,7 @@ async function copyOnce(
   const home = join(options.workDir, `${method}-${run}`);
 
   if (method === 'ours') {
-    // a fresh state folder: no memory of where blobs went before
-    const env = await cliEnv(home, [
-      { host: source.host, ...source.credentials },
-      { host: target.host, ...target.credentials },
-    ]);
-    const result = await runCli(['copy', `http://${src}`, `http://${dst}`,
-      '--json', '--state', join(home, 'state')], env, home);
-    if (result.exitCode !== 0) {
-      throw new Error(`our copy failed (exit ${result.exitCode}):\n` +
-        `${result.stderr}\n${result.stdout}`.slice(-4000));
-    }
-    const report = parseJsonReport(result.stdout);
-    return {
-      run,
-      ms: result.ms,
-      peakRssBytes: result.peakRssBytes,
-      engineMs: numberField(report, 'durationMs'),
-      bytesUploaded: numberField(report, 'bytesUploaded'),
-    };
+    return oursCopy(options, source, target, repository, run);
   }
 
   if (method === 'skopeo') {
@@ -267,8 +304,15 @@ export function copyScenarioTable(result: CopyScenarioResult): string {
 
   const oursEngine = median(methods.ours.samples.flatMap(
     (s) => s.engineMs ?? []));
+  const profile = result.profile
+    ? `\n\nour profiled copy, CPU self time by function ` +
+      `(${seconds(result.profile.durationMs)} in all, ` +
+      `${seconds(result.profile.idleMs)} idle):\n` +
+      profileTable(result.profile)
+    : '';
   return table([
-    ['method', 'median', 'runs (s)', 'speed', 'vs ours', 'peak RSS', 'note'],
+    ['method', 'median', 'runs (s)', 'speed', 'ours / this', 'peak RSS',
+      'note'],
     row('ours (CLI process)', methods.ours,
       ['1.00 x', mib(methods.ours.peakRssBytes),
         Number.isFinite(oursEngine)
@@ -278,7 +322,7 @@ export function copyScenarioTable(result: CopyScenarioResult): string {
         mib(methods.skopeo.peakRssBytes), '']),
     row('curl GET | curl PUT', methods.curl,
       [ratio(methods.ours.medianMs / methods.curl.medianMs), '-', '']),
-  ]);
+  ]) + profile;
 }
 
 function numberField(

@@ -60,8 +60,10 @@ export async function cliEnv(
  */
 export function runCli(
   args: readonly string[], env: NodeJS.ProcessEnv, scratchDir: string,
+  nodeArgs: readonly string[] = [],
 ): Promise<Measured> {
-  return measure(process.execPath, ['--import', 'tsx', CLI, ...args],
+  return measure(process.execPath,
+    [...nodeArgs, '--import', 'tsx', CLI, ...args],
     { env, cwd: PROJECT_DIR, scratchDir });
 }
 

@@ -6,6 +6,7 @@
 //   npm run bench -- --size 128    a 128 MiB layer instead of 512 MiB
 //   npm run bench -- --only copy   one scenario (copy or org)
 //   npm run bench -- --baselines-only   skopeo and curl, not our engine
+//   npm run bench -- --profile     and one more copy of ours, CPU-profiled
 //
 // Prints a table per scenario and the goals, writes the same as JSON to
 // bench/results/latest.json, and exits 0 even when a goal is missed (the
@@ -34,14 +35,18 @@ interface Options {
   only?: 'copy' | 'org';
   /** Measure skopeo and curl only (checks a machine, or a baseline). */
   baselinesOnly: boolean;
+  /** One more copy of ours under --cpu-prof, summarised. */
+  profile: boolean;
 }
 
 const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--size MIB]
-                        [--packages N] [--only copy|org] [--baselines-only]`;
+                        [--packages N] [--only copy|org] [--baselines-only]
+                        [--profile]`;
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
     runs: 3, sizeBytes: 512 * MIB, packages: 20, baselinesOnly: false,
+    profile: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -62,6 +67,7 @@ function parseOptions(argv: readonly string[]): Options {
 
     if (arg === '--quick') options.runs = 1;
     else if (arg === '--baselines-only') options.baselinesOnly = true;
+    else if (arg === '--profile') options.profile = true;
     else if (arg === '--runs') options.runs = count(1);
     else if (arg === '--size') options.sizeBytes = count(1) * MIB;
     else if (arg === '--packages') options.packages = count(2);
@@ -125,6 +131,10 @@ async function main(): Promise<void> {
         sizeBytes: options.sizeBytes, runs: options.runs,
         workDir: join(workDir, 'copy'), log,
         withOurs: !options.baselinesOnly,
+        profileDir: options.profile
+          ? join(PROJECT_DIR, 'bench', 'results', 'profiles',
+            new Date(started).toISOString().replace(/[:.]/g, '-'))
+          : undefined,
       });
       log(`\n${copyScenarioTable(copy)}`);
     }
