@@ -463,6 +463,39 @@ describe('RegistryClient.pushBlob in chunks', () => {
       .toBe(layer.digest);
   });
 
+  it('honours OCI-Chunk-Min-Length and a relative Location', async () => {
+    // Prepare: the proxy opens the session itself and answers with a
+    // relative Location and a minimum chunk larger than ours
+    const client = clientOf(targetProxy, target.credentials,
+      { chunkedUploadAbove: 0, chunkSize: 64 * 1024 });
+    targetProxy.intercept((req, res) => {
+      if (req.method !== 'POST' || !req.url?.endsWith('/blobs/uploads/')) {
+        return false;
+      }
+      void registryFetch(target, req.url, { method: 'POST' })
+        .then((answer) => {
+          const location = new URL(answer.headers.get('location')!);
+          res.writeHead(202, { 'oci-chunk-min-length': '150000',
+            location: `${location.pathname}${location.search}`,
+            'content-length': '0' });
+          res.end();
+        });
+      return true;
+    });
+    const repository = freshRepository();
+
+    // Act
+    await client.pushBlob(repository, layer, sourceOf());
+
+    // Assess: the first PATCH met the auth challenge the POST did not
+    const patches = targetProxy.requests().filter((r) =>
+      r.method === 'PATCH' && r.status !== 401);
+    expect(patches.map((r) => r.headers['content-range'])).toEqual([
+      '0-149999', '150000-299999', `300000-${layer.size - 1}`]);
+    expect(await servedDigest(target, repository, layer.digest))
+      .toBe(layer.digest);
+  });
+
   it('switches to chunks when the registry refuses a monolithic PUT',
     async () => {
       // Prepare

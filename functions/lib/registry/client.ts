@@ -249,6 +249,7 @@ export class RegistryClient implements Registry {
     let chunked = this.#learned ? this.#learned === 'chunked'
       : blob.size > this.#chunkedAbove;
     const attempts = this.#http.retry.attempts;
+    let challenged = false;
 
     for (let attempt = 1; ; attempt++) {
       const reader = new BlobReader(source, blob, {
@@ -292,6 +293,15 @@ export class RegistryClient implements Registry {
             'one PUT', { registry: this.endpoint.host });
           this.#learned = 'monolithic';
           chunked = false;
+          continue;
+        }
+
+        // a streamed body is sent once, so its 401 challenge is answered
+        // by starting over (the registry asked for auth only now)
+        if (failure instanceof RegistryAuthenticationError &&
+          failure.status === 401 && !failure.insufficientScope &&
+          !challenged) {
+          challenged = true;
           continue;
         }
 
