@@ -121,6 +121,10 @@ async function main(): Promise<void> {
     log(`warning: load average ${loadBefore.toFixed(1)} on ` +
       `${cpus().length} cores: other work will skew the times`);
   }
+  const profileDir = options.profile
+    ? join(PROJECT_DIR, 'bench', 'results', 'profiles',
+      new Date(started).toISOString().replace(/[:.]/g, '-'))
+    : undefined;
   let copy: CopyScenarioResult | undefined;
   let org: OrgScenarioResult | undefined;
   try {
@@ -131,10 +135,7 @@ async function main(): Promise<void> {
         sizeBytes: options.sizeBytes, runs: options.runs,
         workDir: join(workDir, 'copy'), log,
         withOurs: !options.baselinesOnly,
-        profileDir: options.profile
-          ? join(PROJECT_DIR, 'bench', 'results', 'profiles',
-            new Date(started).toISOString().replace(/[:.]/g, '-'))
-          : undefined,
+        profileDir: profileDir && join(profileDir, 'copy'),
       });
       log(`\n${copyScenarioTable(copy)}`);
     }
@@ -143,6 +144,7 @@ async function main(): Promise<void> {
       org = await runOrgScenario({
         packages: options.packages, workDir: join(workDir, 'org'), log,
         withOurs: !options.baselinesOnly,
+        profileDir: profileDir && join(profileDir, 'org'),
       });
       log(`\n${orgScenarioTable(org)}`);
     }

@@ -20,6 +20,9 @@ import {
 import { cliEnv, cliExists, parseJsonReport, runCli } from './engine.js';
 import { measure, type Measured } from './measure.js';
 import { mib, ratio, seconds, table, type Goal } from './report.js';
+import {
+  profileTable, summariseProfile, type ProfileSummary,
+} from './profile.js';
 import { skopeoEnv } from './skopeo.js';
 
 export interface OrgScenarioOptions {
@@ -27,6 +30,9 @@ export interface OrgScenarioOptions {
   workDir: string;
   /** False measures skopeo only. */
   withOurs: boolean;
+  /** After the measured runs, a first run and a rerun of ours under
+   * `--cpu-prof`, their profiles written here. */
+  profileDir?: string;
   log: (line: string) => void;
 }
 
@@ -37,6 +43,8 @@ export interface Traffic {
   bytesUploaded: number;
   /** Distinct digests among the uploads. */
   distinctBlobsUploaded: number;
+  /** Blobs uploaded more than once, and how often. */
+  repeatedUploads: { digest: string; size: number; times: number }[];
   blobsMounted: number;
   manifestsPushed: number;
   /** Every request the target received in this phase. */
@@ -51,6 +59,7 @@ export interface RunSample {
   traffic: Traffic;
   /** Our `--json` report, as printed (ours only). */
   report?: Record<string, unknown>;
+  profile?: ProfileSummary;
 }
 
 export interface ToolResult {
@@ -72,6 +81,8 @@ export interface OrgScenarioResult {
   skopeo: ToolResult;
   firstRunRatio?: number;
   rerunRatio?: number;
+  /** Profiled runs of ours (with --profile), not part of the timings. */
+  profiled?: ToolResult;
   goals: Goal[];
 }
 
@@ -125,10 +136,23 @@ export async function runOrgScenario(
 
     const ours = !options.withOurs
       ? { skipped: 'not asked (--baselines-only)' }
-      : cliExists() ? await runOurs(options, api, source, target, fixture)
+      : cliExists()
+        ? await runOurs(options, api, source, target, fixture,
+          { prefix: 'ours', home: join(options.workDir, 'ours') })
         : { skipped: 'functions/cli/main.ts does not exist yet' };
     const skopeo = await runSkopeo(options, source, target, fixture);
-    return summarise(options, fixture, ours, skopeo);
+    const result = summarise(options, fixture, ours, skopeo);
+
+    // profiled runs of their own, into a fresh prefix, so the profiler's
+    // cost stays out of the timings above
+    if (options.profileDir && !ours.skipped) {
+      options.log('  profiling a first run and a rerun of ours ' +
+        '(--cpu-prof)');
+      result.profiled = await runOurs(options, api, source, target, fixture,
+        { prefix: 'profiled', home: join(options.workDir, 'profiled'),
+          profileDir: options.profileDir });
+    }
+    return result;
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
   }
@@ -187,31 +211,44 @@ function readBlob(layout: OciLayout, digest: string): Promise<Buffer> {
   return readFile(layout.blobPath(digest));
 }
 
+interface OursSetup {
+  /** Target path the run writes under: `ours` lands at TARGET/ours/NAME. */
+  prefix: string;
+  home: string;
+  /** Profile each phase with --cpu-prof into DIR/first and DIR/rerun. */
+  profileDir?: string;
+}
+
 async function runOurs(
   options: OrgScenarioOptions, api: GitHubApi, source: TestRegistry,
-  target: TestRegistry, fixture: OrgFixture,
+  target: TestRegistry, fixture: OrgFixture, setup: OursSetup,
 ): Promise<ToolResult> {
-  const home = join(options.workDir, 'ours');
+  const { home, prefix, profileDir } = setup;
   const env = await cliEnv(home,
     [{ host: target.host, ...target.credentials }],
     { GITHUB_TOKEN: DEFAULT_TOKEN, GITHUB_USERNAME });
   const args = ['run', '--org', ORG,
-    '--target', `http://${target.host}/ours`,
+    '--target', `http://${target.host}/${prefix}`,
     '--github-api', api.url,
     '--source-registry', `http://${source.host}`,
     '--state', join(home, 'state'), '--json'];
 
-  const phase = async (label: string): Promise<RunSample> => {
+  const phase = async (label: 'first' | 'rerun'): Promise<RunSample> => {
     await source.resetRequests();
     await target.resetRequests();
-    const result = await runCli(args, env, home);
+    const nodeArgs = profileDir
+      ? ['--cpu-prof', '--cpu-prof-dir', join(profileDir, label)] : [];
+    const result = await runCli(args, env, home, nodeArgs);
     expectSuccess(result, `our run (${label})`);
-    const traffic = await trafficOf(source, target, '/v2/ours/', fixture);
-    options.log(`  ours   ${label.padEnd(6)} ${seconds(result.ms)}  ` +
-      `uploaded ${mib(traffic.bytesUploaded)}`);
+    const traffic = await trafficOf(source, target, `/v2/${prefix}/`,
+      fixture);
+    options.log(`  ${prefix.padEnd(6)} ${label.padEnd(6)} ` +
+      `${seconds(result.ms)}  uploaded ${mib(traffic.bytesUploaded)}`);
     return {
       ms: result.ms, peakRssBytes: result.peakRssBytes, traffic,
       report: parseJsonReport(result.stdout),
+      ...(profileDir ? { profile: await summariseProfile(
+        join(profileDir, label)) } : {}),
     };
   };
   return { first: await phase('first'), rerun: await phase('rerun') };
@@ -277,6 +314,7 @@ async function trafficOf(
     r.query.has('digest'));
 
   let bytesUploaded = 0;
+  const times = new Map<string, number>();
   for (const upload of uploads) {
     const digest = upload.query.get('digest')!;
     const size = fixture.blobSizes.get(digest);
@@ -284,13 +322,17 @@ async function trafficOf(
       throw new Error(`${upload.uri}: a blob the fixture does not have`);
     }
     bytesUploaded += size;
+    times.set(digest, (times.get(digest) ?? 0) + 1);
   }
 
   return {
     blobsUploaded: uploads.length,
     bytesUploaded,
-    distinctBlobsUploaded: new Set(
-      uploads.map((u) => u.query.get('digest'))).size,
+    distinctBlobsUploaded: times.size,
+    repeatedUploads: [...times].filter(([, n]) => n > 1)
+      .map(([digest, n]) => ({
+        digest, size: fixture.blobSizes.get(digest)!, times: n,
+      })),
     blobsMounted: received.filter(isMount).length,
     manifestsPushed: received.filter((r) => r.method === 'PUT' &&
       r.status === 201 && r.path.includes('/manifests/')).length,
@@ -382,5 +424,34 @@ export function orgScenarioTable(result: OrgScenarioResult): string {
     row('ours', result.ours, 'rerun'),
     row('skopeo sync', result.skopeo, 'rerun'),
   ])}\n\nours / skopeo: first run ${ratio(result.firstRunRatio)}, ` +
-    `no-op rerun ${ratio(result.rerunRatio)}`;
+    `no-op rerun ${ratio(result.rerunRatio)}${repeats(result)}` +
+    profiles(result.profiled);
+}
+
+/** Blobs a tool uploaded more than once: bytes beyond the unique ones. */
+function repeats(result: OrgScenarioResult): string {
+  let text = '';
+  for (const [name, tool] of [['ours', result.ours],
+    ['skopeo sync', result.skopeo]] as const) {
+    for (const phase of ['first', 'rerun'] as const) {
+      for (const r of tool[phase]?.traffic.repeatedUploads ?? []) {
+        text += `\n  ${name} ${phase}: ${r.digest.slice(0, 19)}… ` +
+          `(${mib(r.size)}) uploaded ${r.times} times`;
+      }
+    }
+  }
+  return text ? `\nuploaded more than once:${text}` : '';
+}
+
+function profiles(profiled: ToolResult | undefined): string {
+  let text = '';
+  for (const phase of ['first', 'rerun'] as const) {
+    const sample = profiled?.[phase];
+    if (!sample?.profile) continue;
+    text += `\n\nour profiled ${phase} run, CPU self time by function ` +
+      `(${seconds(sample.profile.durationMs)} in all, ` +
+      `${seconds(sample.profile.idleMs)} idle):\n` +
+      profileTable(sample.profile);
+  }
+  return text;
 }

@@ -37,6 +37,9 @@ export interface ProfileSummary {
   /** Time with no JavaScript on the stack: waiting for I/O. */
   idleMs: number;
   top: ProfileLine[];
+  /** Self time by where the code lives: a package, a folder of ours, a
+   * part of Node, or a native frame. */
+  byModule: ProfileLine[];
 }
 
 /** Summarises the newest .cpuprofile of `dir`. */
@@ -51,23 +54,45 @@ export async function summariseProfile(dir: string, top = 15):
 
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<string, number>();
+  const moduleUs = new Map<string, number>();
   profile.samples.forEach((id, i) => {
     const node = byId.get(id);
     if (!node) return;
+    const us = profile.timeDeltas[i] ?? 0;
     const frame = frameName(node);
-    selfUs.set(frame, (selfUs.get(frame) ?? 0) + (profile.timeDeltas[i] ?? 0));
+    selfUs.set(frame, (selfUs.get(frame) ?? 0) + us);
+    const module = moduleName(node);
+    moduleUs.set(module, (moduleUs.get(module) ?? 0) + us);
   });
 
   const durationUs = profile.endTime - profile.startTime;
-  const lines = [...selfUs].map(([frame, us]) => ({
-    frame, selfMs: us / 1000, share: us / durationUs,
-  })).sort((a, b) => b.selfMs - a.selfMs);
+  const lines = (totals: Map<string, number>) => [...totals]
+    .map(([frame, us]) => ({
+      frame, selfMs: us / 1000, share: us / durationUs,
+    })).sort((a, b) => b.selfMs - a.selfMs);
   return {
     file: join(dir, file),
     durationMs: durationUs / 1000,
     idleMs: (selfUs.get('(idle)') ?? 0) / 1000,
-    top: lines.slice(0, top),
+    top: lines(selfUs).slice(0, top),
+    byModule: lines(moduleUs).slice(0, top),
   };
+}
+
+/** `tsx`, `functions/lib/registry`, `node:internal/streams`, `(idle)`. */
+function moduleName(node: CpuProfileNode): string {
+  const { functionName, url } = node.callFrame;
+  if (!url) return `native: ${functionName || '(anonymous)'}`;
+  if (url.startsWith('node:')) {
+    return url.split('/').slice(0, url.startsWith('node:internal/') ? 2 : 1)
+      .join('/');
+  }
+
+  const path = url.startsWith('file://')
+    ? relative(PROJECT_DIR, new URL(url).pathname) : url;
+  const inPackage = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(path);
+  if (inPackage) return `package ${inPackage[1]}`;
+  return path.split('/').slice(0, -1).join('/') || path;
 }
 
 function frameName(node: CpuProfileNode): string {
@@ -79,9 +104,13 @@ function frameName(node: CpuProfileNode): string {
 }
 
 export function profileTable(summary: ProfileSummary): string {
+  const rows = (lines: ProfileLine[]) => lines.map((l) => [
+    `${l.selfMs.toFixed(0)} ms`, `${(l.share * 100).toFixed(1)}%`, l.frame]);
   return `${table([
+    ['self time', 'share', 'where'],
+    ...rows(summary.byModule.slice(0, 10)),
+  ], ['right', 'right', 'left'])}\n\n${table([
     ['self time', 'share', 'function'],
-    ...summary.top.map((l) => [`${l.selfMs.toFixed(0)} ms`,
-      `${(l.share * 100).toFixed(1)}%`, l.frame]),
-  ])}\nprofile: ${summary.file}`;
+    ...rows(summary.top),
+  ], ['right', 'right', 'left'])}\nprofile: ${summary.file}`;
 }

@@ -36,8 +36,14 @@ export function ratio(value: number | undefined): string {
     ? '-' : `${value.toFixed(2)} x`;
 }
 
-/** A plain text table: the first row is the header. */
-export function table(rows: readonly (readonly string[])[]): string {
+/**
+ * A plain text table: the first row is the header. The first column is
+ * aligned left and the others right, unless `align` says otherwise.
+ */
+export function table(
+  rows: readonly (readonly string[])[],
+  align: readonly ('left' | 'right')[] = [],
+): string {
   const widths: number[] = [];
   for (const row of rows) {
     row.forEach((cell, i) => {
@@ -45,8 +51,8 @@ export function table(rows: readonly (readonly string[])[]): string {
     });
   }
   const line = (row: readonly string[]) => row
-    .map((cell, i) => i === 0 ? cell.padEnd(widths[i]!)
-      : cell.padStart(widths[i]!))
+    .map((cell, i) => (align[i] ?? (i === 0 ? 'left' : 'right')) === 'left'
+      ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))
     .join('  ').trimEnd();
   const [header, ...body] = rows;
   if (!header) return '';
