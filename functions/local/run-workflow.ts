@@ -9,9 +9,18 @@
 //   run that exceeds the limit fails with States.DataLimitExceeded.
 // - A Lambda context whose remaining time counts down from the Task's
 //   TimeoutSeconds, so handlers stop before it as they do in Lambda.
-// - An estimate of the execution history, per execution (the parent, and
-//   each child of a DISTRIBUTED Map), counted the way Step Functions
-//   records events, to check the 25,000-event limit.
+// - A count of history events per execution (the parent, and each child
+//   of a DISTRIBUTED Map), the way Step Functions records them, to check
+//   the 25,000-event limit.
+//
+// The library forwards a Map iteration's events to its parent's log, but
+// drops those that arrive after the parent finished, so the root log alone
+// misses events of nested Maps. Instead every execution's own log is read:
+// `StateMachine.prototype.run`, which the library also uses for each Map
+// iteration, is wrapped once so that each execution of a run of ours hands
+// its events to that run's tracker as they are produced.
+
+import { AsyncLocalStorage } from 'node:async_hooks';
 
 import {
   ExecutionAbortedError, ExecutionError, StateMachine,
@@ -80,7 +89,8 @@ export interface LocalRunReport {
 }
 
 type Execution = ReturnType<StateMachine['run']>;
-type EventLog = Awaited<ReturnType<Execution['eventLogs']['next']>>['value'];
+type EventLog = NonNullable<
+  Awaited<ReturnType<Execution['eventLogs']['next']>>['value']>;
 
 /**
  * Executes `definition` with `input`. Resolves with a report whether the
@@ -102,8 +112,9 @@ export async function runWorkflowLocally(input: unknown,
     options.definition as unknown as StateMachineDefinition,
     { validationOptions: { checkArn: true, checkPaths: true } });
   const stop = new AbortController();
-  const payloads = new PayloadWatch(limit, () => stop.abort());
-  payloads.measure('(execution)', 'execution input', input);
+  const tracker = new RunTracker(options.definition, states, limit,
+    () => stop.abort());
+  tracker.payloads.measure('(execution)', 'execution input', input);
 
   const handlers: Record<string, (input: unknown) => Promise<unknown>> = {};
   for (const state of states.values()) {
@@ -113,14 +124,14 @@ export async function runWorkflowLocally(input: unknown,
       * 1000;
 
     handlers[state.name] = async (taskInput) => {
-      payloads.measure(state.name, 'input', taskInput);
+      tracker.payloads.measure(state.name, 'input', taskInput);
       const started = Date.now();
       const output = await handler(taskInput, {
         getRemainingTimeInMillis: () => timeoutMs - (Date.now() - started),
         signal: stop.signal,
         stateName: state.name,
       });
-      payloads.measure(state.name, 'output', output);
+      tracker.payloads.measure(state.name, 'output', output);
       return (output ?? null) as never;
     };
   }
@@ -128,26 +139,22 @@ export async function runWorkflowLocally(input: unknown,
   const retryIntervalOverrides: Record<string, number> = {};
   if (options.retryIntervalMs !== undefined) {
     for (const state of states.values()) {
-      if (state.retries) retryIntervalOverrides[state.name] =
-        options.retryIntervalMs;
+      if (state.retries) {
+        retryIntervalOverrides[state.name] = options.retryIntervalMs;
+      }
     }
   }
 
+  installTap();
+  trackers.set(handlers, tracker);
   const execution = machine.run(input as never, {
     overrides: { taskResourceLocalHandlers: handlers as never,
       retryIntervalOverrides },
   });
+  tracker.drain(execution.eventLogs);
   stop.signal.addEventListener('abort', () => execution.abort());
   const onAbort = () => stop.abort();
   options.signal?.addEventListener('abort', onAbort);
-
-  const history = new HistoryCount(states);
-  const watching = (async () => {
-    for await (const event of execution.eventLogs) {
-      history.add(event);
-      payloads.observe(event);
-    }
-  })();
 
   let output: unknown;
   let failure: unknown;
@@ -158,15 +165,15 @@ export async function runWorkflowLocally(input: unknown,
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }
-  await watching;
+  await tracker.settled();
 
   const report = {
-    stateTransitions: history.transitions,
-    largestPayload: payloads.largest,
-    history: history.estimate(),
+    stateTransitions: tracker.history.transitions,
+    largestPayload: tracker.payloads.largest,
+    history: tracker.history.estimate(),
   };
-  if (payloads.violation) {
-    const { state, what, bytes } = payloads.violation;
+  if (tracker.payloads.violation) {
+    const { state, what, bytes } = tracker.payloads.violation;
     return {
       ...report, status: 'failed',
       error: { name: 'States.DataLimitExceeded',
@@ -193,13 +200,131 @@ function describeFailure(failure: unknown):
   return { error: { name: 'Error', message: String(cause) }, cause };
 }
 
+/** Our runs by their handlers object, which every nested run shares. */
+const trackers = new WeakMap<object, RunTracker>();
+
+/** The DISTRIBUTED Map child execution a nested run belongs to. */
+const childExecution = new AsyncLocalStorage<string | undefined>();
+
+let tapInstalled = false;
+
+/**
+ * Wraps `StateMachine.prototype.run` once: a run of ours (the root and
+ * every Map iteration, which the library starts with the same run options)
+ * gets its events read as they come, and a DISTRIBUTED iteration starts a
+ * child execution that its nested runs inherit.
+ */
+function installTap(): void {
+  if (tapInstalled) return;
+  tapInstalled = true;
+
+  const run = StateMachine.prototype.run;
+  StateMachine.prototype.run = function tapped(this: StateMachine,
+    input, runOptions) {
+    const handlers = runOptions?.overrides?.taskResourceLocalHandlers;
+    const tracker = handlers ? trackers.get(handlers) : undefined;
+    if (!tracker) return run.call(this, input, runOptions);
+
+    const graph = (this as unknown as { definition: AslGraph }).definition;
+    const child = graph.ProcessorConfig?.Mode === 'DISTRIBUTED'
+      ? tracker.history.startChild() : childExecution.getStore();
+    const execution = childExecution.run(child,
+      () => run.call(this, input, runOptions));
+    return { ...execution,
+      eventLogs: tracker.read(execution.eventLogs, graph, child, this) };
+  };
+}
+
+/** What one run of ours measures, from every execution's own events. */
+class RunTracker {
+  readonly payloads: PayloadWatch;
+  readonly history: HistoryCount;
+  readonly #reading = new Set<Promise<void>>();
+  readonly #root: AslGraph;
+  /** Each Map's item processor -> the Map state's name. */
+  readonly #mapNames = new Map<AslGraph, string>();
+
+  constructor(definition: WorkflowDefinition, states: Map<string, StateInfo>,
+    limit: number, onViolation: () => void) {
+    this.#root = definition;
+    this.payloads = new PayloadWatch(limit, onViolation);
+    this.history = new HistoryCount(states);
+    for (const state of states.values()) {
+      if (state.processor) this.#mapNames.set(state.processor, state.name);
+    }
+  }
+
+  /**
+   * Passes an execution's events on to the library (which forwards them
+   * to the parent's log) after observing those of the execution itself.
+   */
+  read(source: AsyncGenerator<EventLog>, graph: AslGraph,
+    child: string | undefined, machine: object): AsyncGenerator<EventLog> {
+    const own = new Set(Object.keys(graph.States));
+    const iteration = graph !== this.#root;
+    const isOwn = (event: EventLog) => 'state' in event
+      ? own.has(event.state.name)
+      : 'parentState' in event ? own.has(event.parentState.name) : true;
+
+    let done!: () => void;
+    const reading = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    this.#reading.add(reading);
+
+    const observe = (event: EventLog) => {
+      if (!isOwn(event)) return;
+      this.history.add(event, child);
+      this.payloads.observe(event);
+
+      // a Map collects its iterations' outputs (each iteration runs on
+      // the Map's own iterator machine) into one array
+      if (iteration && event.type === 'ExecutionSucceeded') {
+        this.payloads.collect(machine, this.#mapNames.get(graph) ?? '(map)',
+          event.output);
+      }
+    };
+    return (async function* observed() {
+      try {
+        for await (const event of source) {
+          observe(event);
+          yield event;
+        }
+      } finally {
+        done();
+      }
+    })();
+  }
+
+  /**
+   * Resolves once every execution's log was read to its end. The root's
+   * log is read here; the library reads the iterations' logs itself.
+   */
+  async settled(): Promise<void> {
+    while (this.#reading.size > 0) {
+      const pending = [...this.#reading];
+      this.#reading.clear();
+      await Promise.all(pending);
+    }
+  }
+
+  /** Reads the root execution's log to its end. */
+  drain(source: AsyncGenerator<EventLog>): void {
+    void (async () => {
+      for await (const event of source) {
+        void event; // observed by read() on its way
+      }
+    })();
+  }
+}
+
 /** Sizes of what states pass on, and the first one over the limit. */
 class PayloadWatch {
   largest: PayloadRecord = { state: '(none)', what: 'input', bytes: 0 };
   violation?: PayloadRecord;
   readonly #limit: number;
   readonly #onViolation: () => void;
-  /** Per running Map (keyed by its raw input): collected result size. */
+  /** Per running Map (keyed by its iterator): collected result size. */
   readonly #mapResults = new WeakMap<object, number>();
 
   constructor(limit: number, onViolation: () => void) {
@@ -212,23 +337,21 @@ class PayloadWatch {
   }
 
   observe(event: EventLog): void {
-    if (!event) return;
     if (event.type === 'StateEntered') {
       this.measure(event.state.name, 'input', event.state.input);
     } else if (event.type === 'StateExited') {
       this.measure(event.state.name, 'output', event.state.output);
-    } else if (event.type === 'MapIterationSucceeded') {
-      // a Map collects every iteration's output into one array before
-      // ResultSelector and ResultPath see it: that array counts too
-      const key = event.parentState.input;
-      if (typeof key !== 'object' || key === null) return;
-      const output = (event as { output?: unknown }).output;
-      const bytes = (this.#mapResults.get(key) ?? 2) +
-        jsonBytes(output) + 1;
-      this.#mapResults.set(key, bytes);
-      this.#record({ state: event.parentState.name, what: 'map result',
-        bytes });
     }
+  }
+
+  /**
+   * One iteration's output, added to its Map's collected result: the
+   * array that ResultSelector and ResultPath see counts too.
+   */
+  collect(map: object, state: string, output: unknown): void {
+    const bytes = (this.#mapResults.get(map) ?? 2) + jsonBytes(output) + 1;
+    this.#mapResults.set(map, bytes);
+    this.#record({ state, what: 'map result', bytes });
   }
 
   #record(record: PayloadRecord): void {
@@ -249,24 +372,22 @@ interface StateInfo {
   type: string;
   timeoutSeconds?: number;
   retries: boolean;
-  /** The DISTRIBUTED Map this state runs in as a child, if any. */
-  childOf?: string;
-  /** Ends an iteration of an INLINE Map. */
-  endsIteration: boolean;
+  /** A Map's item processor. */
+  processor?: AslGraph;
 }
 
 interface AslState {
   Type: string;
   TimeoutSeconds?: number;
   Retry?: unknown[];
-  End?: boolean;
-  ItemProcessor?: AslGraph & { ProcessorConfig?: { Mode?: string } };
+  ItemProcessor?: AslGraph;
   Iterator?: AslGraph;
   Branches?: AslGraph[];
 }
 
 interface AslGraph {
   States: Record<string, unknown>;
+  ProcessorConfig?: { Mode?: string };
 }
 
 /** Every state of the definition by name, nested ones included. */
@@ -274,46 +395,39 @@ function describeStates(definition: WorkflowDefinition):
   Map<string, StateInfo> {
   const states = new Map<string, StateInfo>();
 
-  const visit = (graph: AslGraph, childOf: string | undefined,
-    inlineMap: boolean) => {
+  const visit = (graph: AslGraph) => {
     for (const [name, raw] of Object.entries(graph.States)) {
       const state = raw as AslState;
+      const processor = state.ItemProcessor ?? state.Iterator;
       states.set(name, {
         name,
         type: state.Type,
         timeoutSeconds: state.TimeoutSeconds,
         retries: (state.Retry?.length ?? 0) > 0,
-        childOf,
-        endsIteration: inlineMap && (state.End === true ||
-          state.Type === 'Succeed' || state.Type === 'Fail'),
+        processor,
       });
 
-      const processor = state.ItemProcessor ?? state.Iterator;
-      if (processor) {
-        const distributed = state.ItemProcessor?.ProcessorConfig?.Mode ===
-          'DISTRIBUTED';
-        visit(processor, distributed ? name : childOf, !distributed);
-      }
-      for (const branch of state.Branches ?? []) {
-        visit(branch, childOf, false);
-      }
+      if (processor) visit(processor);
+      for (const branch of state.Branches ?? []) visit(branch);
     }
   };
 
-  visit(definition, undefined, false);
+  visit(definition);
   return states;
 }
 
 /**
- * Counts history events as Step Functions would record them: a Task is
- * entered, scheduled, started, succeeded (or failed) and exited; other
- * states are entered and exited; an INLINE Map adds a start and an end
- * event per iteration to the execution it runs in, while a DISTRIBUTED
- * Map's iterations are child executions with histories of their own.
+ * Counts history events as Step Functions records them: a Task is
+ * entered, scheduled, started, succeeded (or failed) and exited, a retry
+ * schedules, starts and ends it again; other states are entered and
+ * exited; an INLINE Map adds a start and an end event per iteration to
+ * the execution it runs in, while a DISTRIBUTED Map's iterations are child
+ * executions with histories of their own.
  */
 class HistoryCount {
   transitions = 0;
-  #parent = 2;
+  #parent = 0;
+  #nextChild = 0;
   readonly #children = new Map<string, number>();
   readonly #states: Map<string, StateInfo>;
 
@@ -321,46 +435,60 @@ class HistoryCount {
     this.#states = states;
   }
 
-  add(event: EventLog): void {
-    if (!event || !('state' in event)) return;
-    const info = this.#states.get(event.state.name);
-    if (!info) return;
+  startChild(): string {
+    const key = `child-${this.#nextChild++}`;
+    this.#children.set(key, 0);
+    return key;
+  }
 
+  /**
+   * One event of an execution's own log. An INLINE iteration's start and
+   * end stand for the MapIterationStarted and MapIterationSucceeded events
+   * of the execution it runs in (whose own copies the library may drop).
+   */
+  add(event: EventLog, child: string | undefined): void {
     let events = 0;
     switch (event.type) {
-      case 'StateEntered':
-        this.transitions++;
-        events = info.type === 'Task' ? 4 : info.type === 'Map' ? 2 : 1;
+      case 'ExecutionStarted':
+      case 'ExecutionSucceeded':
+      case 'ExecutionFailed':
+        events = 1;
         break;
+      case 'StateEntered': {
+        this.transitions++;
+        const type = this.#states.get(event.state.name)?.type;
+        events = type === 'Task' ? 4 : type === 'Map' ? 2 : 1;
+        break;
+      }
       case 'StateExited':
-        events = info.type === 'Map' ? 2 : 1;
-        if (info.endsIteration) events += 2;
+        events = this.#states.get(event.state.name)?.type === 'Map' ? 2 : 1;
         break;
       case 'StateRetried':
-        events = 2;
+        events = 3;
         break;
       case 'StateFailed':
-        events = info.type === 'Task' ? 0 : 1;
+        events = this.#states.get(event.state.name)?.type === 'Task' ? 0 : 1;
         break;
       default:
         return;
     }
 
-    if (info.childOf === undefined) {
+    if (child === undefined) {
       this.#parent += events;
-      return;
+    } else {
+      this.#children.set(child, (this.#children.get(child) ?? 0) + events);
     }
-    // a child execution is one iteration of the DISTRIBUTED Map: the
-    // root-level index the library stamps on forwarded events
-    const key = `${info.childOf}#${event.index ?? 0}`;
-    this.#children.set(key, (this.#children.get(key) ?? 2) + events);
   }
 
   estimate(): HistoryEstimate {
+    let largestChild = 0;
+    for (const count of this.#children.values()) {
+      largestChild = Math.max(largestChild, count);
+    }
     return {
       parent: this.#parent,
       children: this.#children.size,
-      largestChild: Math.max(0, ...this.#children.values()),
+      largestChild,
     };
   }
 }
