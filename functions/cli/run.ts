@@ -8,7 +8,9 @@ import { parseArgs } from 'node:util';
 
 import { synthesizeWorkflowDefinition } from '../../infra/workflow.js';
 import type { CopyEvent } from '../lib/copy/types.js';
-import { BackupError, InvalidInputError } from '../lib/errors.js';
+import {
+  BackupError, InterruptedError, InvalidInputError,
+} from '../lib/errors.js';
 import { DEFAULT_GITHUB_API } from '../lib/github/index.js';
 import { registryCredentials } from '../lib/registry/credentials.js';
 import { parseRegistry } from '../lib/registry/reference.js';
@@ -119,6 +121,10 @@ export async function main(args: string[], terminal: Terminal =
       signal: controller.signal,
     });
     progress.clear();
+    if (controller.signal.aborted) {
+      throw new InterruptedError('the backup was interrupted', {
+        hint: 'run it again: what was copied is skipped' });
+    }
     return await printOutcome(terminal, command, deps, progress.runId,
       report);
   } catch (error) {
