@@ -17,7 +17,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { requireBinaries, stopAll } from '../test/harness/index.js';
+import {
+  findBinary, requireBinaries, stopAll,
+} from '../test/harness/index.js';
 import {
   copyScenarioTable, runCopyScenario, type CopyScenarioResult,
 } from './copy-scenario.js';
@@ -95,6 +97,10 @@ let interrupted = false;
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   requireBinaries(['docker-registry', 'skopeo', 'htpasswd', 'openssl']);
+  if (!findBinary('curl')) {
+    throw new Error('the benchmark needs curl for its raw baseline: ' +
+      'sudo apt-get install -y curl');
+  }
   const workDir = await mkdtemp(join(tmpdir(), 'ghcr-backup-bench-'));
 
   // an interrupted benchmark still stops its registries and removes its
