@@ -16,7 +16,10 @@ import {
 import {
   copyDeadline, describeCaught,
 } from '../functions/lib/run/copy-image.js';
+import { refusesCredentials } from '../functions/lib/run/check-page.js';
 import { parseExecutionInput } from '../functions/lib/run/input.js';
+import { RegistryAuthenticationError }
+  from '../functions/lib/registry/errors.js';
 import { imageName, tally } from '../functions/lib/run/summarize.js';
 import type { ImageResult } from '../functions/lib/store/types.js';
 
@@ -168,6 +171,23 @@ describe('describeCaught', () => {
     // Assess
     expect(describeCaught({ Error: 'States.Timeout', Cause: 'timed out' }))
       .toEqual({ name: 'States.Timeout', message: 'timed out' });
+  });
+});
+
+describe('refusesCredentials', () => {
+  const context = { registry: 'r.example.com', repository: 'backup/app' };
+
+  it.each([
+    ['credentials refused (401)', new RegistryAuthenticationError(context,
+      'refused', { status: 401 }), true],
+    ['a repository denied (403)', new RegistryAuthenticationError(context,
+      'denied', { status: 403 }), false],
+    ['a scope the token lacks', new RegistryAuthenticationError(context,
+      'lacks access', { status: 401, insufficientScope: true }), false],
+    ['a missing manifest', new NotFoundError('no such tag'), false],
+  ])('tells a target that refuses us from %s', (_, error, refuses) => {
+    // Assess
+    expect(refusesCredentials(error)).toBe(refuses);
   });
 });
 

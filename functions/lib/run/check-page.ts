@@ -82,7 +82,7 @@ async function isUpToDate(target: Registry, image: PlannedImage,
       if (head?.digest !== image.digest) return false;
     } catch (error) {
       // the target refusing us is the run's problem, not this image's
-      if (error instanceof AuthenticationError) throw error;
+      if (refusesCredentials(error)) throw error;
 
       // anything else: let the copy try, and fail there with its reason
       logger.debug('target check failed, copying', {
@@ -93,6 +93,19 @@ async function isUpToDate(target: Registry, image: PlannedImage,
     }
   }
   return true;
+}
+
+/**
+ * True for a registry that refuses our credentials outright (or got
+ * none), as opposed to one that denies a single repository: some
+ * registries answer a repository that does not exist yet with 403 or
+ * insufficient_scope, and a push may still create it.
+ */
+export function refusesCredentials(error: unknown): boolean {
+  if (!(error instanceof AuthenticationError)) return false;
+
+  const scoped = (error as { insufficientScope?: boolean }).insufficientScope;
+  return !scoped && error.status !== 403;
 }
 
 export function checkPageTask(task: unknown): { runId: string;

@@ -5,12 +5,14 @@
 // returns only the run id and page numbers: the plan never rides in the
 // workflow's state.
 
+import { TransientError } from '../errors.js';
 import { listContainerPackages } from '../github/index.js';
 import { formatRegistry } from '../registry/reference.js';
 import {
   buildPlan, goneFromSource, pagesOf,
 } from '../plan/index.js';
 import { PLAN_PAGE_SIZE } from '../store/types.js';
+import { refusesCredentials } from './check-page.js';
 import { QUIET_LOGGER, type RunDeps } from './deps.js';
 import { parseExecutionInput } from './input.js';
 import { mapLimit } from './limit.js';
@@ -52,11 +54,19 @@ export async function listAndSelect(rawInput: unknown, deps: RunDeps,
   const pages = pagesOf(images, options.pageSize ?? PLAN_PAGE_SIZE);
 
   // one request tells whether the target answers and takes our
-  // credentials, before any work is fanned out
+  // credentials, before any work is fanned out; a repository it denies
+  // is left for the copy to find out
   const first = images[0];
   if (first) {
-    await deps.registry(run.target.registry).headManifest(
-      first.targetRepository, first.tags[0] ?? first.digest, options.signal);
+    try {
+      await deps.registry(run.target.registry).headManifest(
+        first.targetRepository, first.tags[0] ?? first.digest,
+        options.signal);
+    } catch (error) {
+      if (error instanceof TransientError || refusesCredentials(error)) {
+        throw error;
+      }
+    }
   }
 
   const inventory = await deps.runs.getInventory(run.targetText);
