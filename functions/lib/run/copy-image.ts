@@ -202,8 +202,10 @@ function addProgress(previous: CopyProgress | undefined, result: CopyResult):
     blobs: {
       uploaded: before.blobs.uploaded + result.blobs.uploaded,
       mounted: before.blobs.mounted + result.blobs.mounted,
-      // what an earlier invocation copied is skipped now: count it once
-      skipped: previous ? before.blobs.skipped : result.blobs.skipped,
+      // a continuation walks the whole tree again: what the earlier
+      // invocations uploaded or mounted is skipped now, count it once
+      skipped: Math.max(before.blobs.skipped, result.blobs.skipped -
+        before.blobs.uploaded - before.blobs.mounted),
       foreign: Math.max(before.blobs.foreign, result.blobs.foreign),
     },
     bytesUploaded: before.bytesUploaded + result.bytesUploaded,
