@@ -5,8 +5,14 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
 import { StateMachine } from 'aws-local-stepfunctions';
 import { describe, expect, it } from 'vitest';
+
+import { workflowDefinition } from '../functions/local/definition.js';
+import { makeTempDir, removeDir } from './harness/index.js';
 
 import {
   BackupWorkflow, COPY_ERROR_NAMES, StateName, synthesizeWorkflowDefinition,
@@ -214,5 +220,29 @@ describe('synthesizeWorkflowDefinition', () => {
 
     // Assess
     expect(act).not.toThrow();
+  });
+});
+
+describe('workflowDefinition', () => {
+  it('keeps the synthesized definition in the state directory and reuses '
+    + 'it', async () => {
+    // Prepare
+    const dir = await makeTempDir('definition');
+    try {
+      // Act
+      const first = await workflowDefinition(dir);
+      const [file] = await readdir(join(dir, 'workflow'));
+      const path = join(dir, 'workflow', file!);
+      const kept = JSON.parse(await readFile(path, 'utf8'));
+      await writeFile(path, JSON.stringify({ ...kept, Comment: 'cached' }));
+      const second = await workflowDefinition(dir);
+
+      // Assess
+      expect(first).toEqual(synthesizeWorkflowDefinition());
+      expect(file).toMatch(/^definition-[0-9a-f]{16}\.json$/);
+      expect(second.Comment).toBe('cached');
+    } finally {
+      await removeDir(dir);
+    }
   });
 });

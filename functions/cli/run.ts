@@ -6,7 +6,6 @@
 import { homedir } from 'node:os';
 import { parseArgs } from 'node:util';
 
-import { synthesizeWorkflowDefinition } from '../../infra/workflow.js';
 import type { CopyEvent } from '../lib/copy/types.js';
 import {
   BackupError, InterruptedError, InvalidInputError,
@@ -24,6 +23,7 @@ import type { ExecutionInput, RunSummary } from '../lib/run/types.js';
 import { LocalDigestStore } from '../lib/store/local-digest-store.js';
 import { LocalRunStore } from '../lib/store/local-run-store.js';
 import type { ImageResult } from '../lib/store/types.js';
+import { workflowDefinition } from '../local/definition.js';
 import { localHandlers } from '../local/handlers.js';
 import { runWorkflowLocally, type LocalRunReport }
   from '../local/run-workflow.js';
@@ -116,7 +116,7 @@ export async function main(args: string[], terminal: Terminal =
   try {
     const deps = localDeps(command, runs, digests, progress);
     const report = await runWorkflowLocally(command.input, {
-      definition: synthesizeWorkflowDefinition(),
+      definition: await workflowDefinition(command.stateDir),
       handlers: localHandlers(deps),
       signal: controller.signal,
     });

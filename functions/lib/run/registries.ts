@@ -10,8 +10,7 @@
 // references (ECR) refuses such a mount, and the blob is uploaded as
 // before.
 
-import { EcrRepositories, ecrCredentialProvider, parseEcrHost }
-  from '../aws/ecr.js';
+import type { EcrRepositories } from '../aws/ecr.js';
 import { RegistryClient } from '../registry/client.js';
 import type { RetryOptions } from '../registry/retry.js';
 import type {
@@ -27,6 +26,17 @@ export interface RegistriesOptions {
   retry?: RetryOptions;
 }
 
+/**
+ * Hosts that may be ECR. The AWS SDK behind ../aws/ecr.ts takes a sizable
+ * part of the CLI's start-up, so it is loaded only when such a host comes
+ * up; its parseEcrHost has the exact rule.
+ */
+const MAYBE_ECR = /\.dkr\.ecr(?:-fips)?\./i;
+
+type EcrModule = typeof import('../aws/ecr.js');
+let ecrModule: Promise<EcrModule> | undefined;
+const loadEcr = () => (ecrModule ??= import('../aws/ecr.js'));
+
 /** ECR takes uploads in parts of 5 MiB at least (the last excepted). */
 const MiB = 1024 * 1024;
 const ECR_UPLOADS = {
@@ -39,13 +49,10 @@ export class Registries {
   readonly #options: RegistriesOptions;
   readonly #clients = new Map<string, Registry>();
   readonly #ecr = new Map<string, EcrRepositories>();
-  readonly #ecrCredentials: CredentialProvider;
+  #ecrProvider?: Promise<CredentialProvider>;
 
   constructor(options: RegistriesOptions) {
     this.#options = options;
-    this.#ecrCredentials = ecrCredentialProvider({
-      fallback: options.credentials, logger: options.logger,
-    });
   }
 
   /** The client of a registry, created on first use. */
@@ -53,10 +60,11 @@ export class Registries {
     const key = `${endpoint.scheme}://${endpoint.host}`;
     let client = this.#clients.get(key);
     if (!client) {
-      const ecr = parseEcrHost(endpoint.host) !== undefined;
+      const ecr = MAYBE_ECR.test(endpoint.host);
       client = new SharedBlobPushes(new RegistryClient({
         endpoint,
-        credentials: ecr ? this.#ecrCredentials : this.#options.credentials,
+        credentials: ecr ? (host) => this.#ecrCredentials(host)
+          : this.#options.credentials,
         logger: this.#options.logger,
         retry: this.#options.retry,
         ...(ecr ? ECR_UPLOADS : {}),
@@ -69,6 +77,8 @@ export class Registries {
   /** Creates an ECR repository before its first push; else nothing. */
   async prepareRepository(target: RegistryEndpoint, repository: string):
     Promise<void> {
+    if (!MAYBE_ECR.test(target.host)) return;
+    const { EcrRepositories, parseEcrHost } = await loadEcr();
     if (!parseEcrHost(target.host)) return;
 
     let repositories = this.#ecr.get(target.host);
@@ -78,6 +88,14 @@ export class Registries {
       this.#ecr.set(target.host, repositories);
     }
     await repositories.ensureRepository(repository);
+  }
+
+  /** ECR tokens from the role; other hosts to the given provider. */
+  async #ecrCredentials(host: string) {
+    this.#ecrProvider ??= loadEcr().then(({ ecrCredentialProvider }) =>
+      ecrCredentialProvider({ fallback: this.#options.credentials,
+        logger: this.#options.logger }));
+    return (await this.#ecrProvider)(host);
   }
 }
 
