@@ -115,8 +115,9 @@ export class BlobReader {
     this.#reader = undefined;
     if (!reader) return;
 
-    // read to the end of a finished download, so its connection is reused
-    if (this.#verified) {
+    // read to the end of a finished download, so its connection is reused;
+    // not after an abort: fetch's body may then never report its end
+    if (this.#verified && !this.#options.signal?.aborted) {
       const end = await reader.read().catch(() => undefined);
       if (end?.done) return;
     }
