@@ -8,6 +8,8 @@ import { InterruptedError } from '../errors.js';
 
 export class Work {
   readonly #controller = new AbortController();
+  /** Aborted by the caller's signal or by the first failure. */
+  readonly signal: AbortSignal;
   readonly #limit: number;
   readonly #waiting: (() => void)[] = [];
   #active = 0;
@@ -16,14 +18,11 @@ export class Work {
   constructor(limit: number, signal?: AbortSignal) {
     this.#limit = limit;
 
-    if (signal?.aborted) this.#controller.abort(signal.reason);
-    signal?.addEventListener('abort',
-      () => this.#controller.abort(signal.reason), { once: true });
-  }
-
-  /** Aborted by the caller's signal or by the first failure. */
-  get signal(): AbortSignal {
-    return this.#controller.signal;
+    // any() holds the caller's signal weakly: a long-lived signal shared
+    // by many copies collects no listeners
+    this.signal = signal
+      ? AbortSignal.any([signal, this.#controller.signal])
+      : this.#controller.signal;
   }
 
   /**
@@ -40,7 +39,7 @@ export class Work {
     }
 
     try {
-      if (this.#controller.signal.aborted) return undefined;
+      if (this.signal.aborted) return undefined;
       return await task();
     } catch (error) {
       this.fail(error);
@@ -57,7 +56,7 @@ export class Work {
     if (this.#failure) return;
 
     // after the caller's abort, any failure is a consequence of it
-    if (this.#controller.signal.aborted) {
+    if (this.signal.aborted) {
       this.#failure = { error: this.#interrupted() };
       return;
     }
@@ -77,11 +76,11 @@ export class Work {
   /** Throws the first failure, or InterruptedError after an abort. */
   check(): void {
     if (this.#failure) throw this.#failure.error;
-    if (this.#controller.signal.aborted) throw this.#interrupted();
+    if (this.signal.aborted) throw this.#interrupted();
   }
 
   #interrupted(): InterruptedError {
     return new InterruptedError('the copy was interrupted',
-      { cause: this.#controller.signal.reason });
+      { cause: this.signal.reason });
   }
 }
