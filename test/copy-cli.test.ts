@@ -231,6 +231,22 @@ describe('npm start -- copy', () => {
       expect(await manifestStatus(pair.target, repo, '1.0')).toBe(404);
     });
 
+    it('exits 1 on a tag the source does not have, with --json printing ' +
+      'the failure as one object', async () => {
+      // Act
+      const repo = repository('absent');
+      const run = await runCli(['copy', '--json',
+        ref(pair.source, `${repo}:9.9`), ref(pair.target, repo)], env);
+
+      // Assess
+      expect(run.status).toBe(1);
+      expect(JSON.parse(run.stdout)).toMatchObject({ status: 'failed',
+        source: ref(pair.source, `${repo}:9.9`),
+        target: ref(pair.target, `${repo}:9.9`),
+        error: { name: 'NotFoundError' } });
+      expect(run.stderr).toContain(`${repo}:9.9`);
+    });
+
     it('exits 2 with a pointer to --help on a malformed reference',
       async () => {
         // Act
