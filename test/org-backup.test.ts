@@ -55,16 +55,23 @@ beforeAll(async () => {
 
   const sigTag = `sha256-${images.app101.digest.slice(7)}.sig`;
   const staleSigTag = `sha256-${images.app100.digest.slice(7)}.sig`;
+  // one push at a time into a repository: two pushes of one blob at once
+  // can race in the registry
+  const pushApp = async () => {
+    const app: [Fixture, string][] = [
+      [images.app100, '1.0.0'], [images.app101, '1.0.1'],
+      [images.app101, 'latest'], [images.app200rc, '2.0.0-rc.1'],
+      [images.sig, sigTag], [images.sig, staleSigTag],
+      [images.movedLatest, 'next'],
+    ];
+    for (const [fixture, tag] of app) {
+      await pushFixture(fixture, source, `${OWNER}/app:${tag}`);
+    }
+  };
   await Promise.all([
-    pushFixture(images.app100, source, `${OWNER}/app:1.0.0`),
-    pushFixture(images.app101, source, `${OWNER}/app:1.0.1`),
-    pushFixture(images.app101, source, `${OWNER}/app:latest`),
-    pushFixture(images.app200rc, source, `${OWNER}/app:2.0.0-rc.1`),
-    pushFixture(images.sig, source, `${OWNER}/app:${sigTag}`),
-    pushFixture(images.sig, source, `${OWNER}/app:${staleSigTag}`),
+    pushApp(),
     pushFixture(images.baseA, source, `${OWNER}/base-a:stable`),
     pushFixture(images.cli, source, `${OWNER}/tools/cli:1.2`),
-    pushFixture(images.movedLatest, source, `${OWNER}/app:next`),
     pushFixture(images.extra, source, `${OWNER}/extra:1`),
     pushFixture(images.broken, source, `${OWNER}/broken:v1`),
   ]);

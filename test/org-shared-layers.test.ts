@@ -45,11 +45,13 @@ beforeAll(async () => {
   const webB = await layout.image({ baseLayers: base, layerSizes: [2048] });
   const workerB = await layout.image({ baseLayers: base,
     layerSizes: [3072] });
+  // one push at a time into a repository: two pushes of one blob at once
+  // can race in the registry
   await Promise.all([
-    pushFixture(webA, source, 'acme/web:a'),
-    pushFixture(webB, source, 'acme/web:b'),
-    pushFixture(workerA, source, 'acme/worker:a'),
-    pushFixture(workerB, source, 'acme/worker:b'),
+    pushFixture(webA, source, 'acme/web:a')
+      .then(() => pushFixture(webB, source, 'acme/web:b')),
+    pushFixture(workerA, source, 'acme/worker:a')
+      .then(() => pushFixture(workerB, source, 'acme/worker:b')),
   ]);
   uniqueBlobs = new Set([webA, webB, workerA, workerB]
     .flatMap((image) => image.blobs.map((blob) => blob.digest))).size;
