@@ -39,7 +39,7 @@ const QUIET: CopyLogger = { debug: () => {}, warn: () => {} };
  * blobs and child manifests, never the tags); returns 'incomplete' when
  * the deadline came first.
  */
-export function copyImage(request: CopyRequest): Promise<CopyResult> {
+export async function copyImage(request: CopyRequest): Promise<CopyResult> {
   return new ImageCopy(request).run();
 }
 
