@@ -411,6 +411,7 @@ export class RegistryClient implements Registry {
       url: `/v2/${repository}/blobs/${digest}`,
       scopes: [repositoryScope(repository, PULL)],
       headers: range ? { range } : {},
+      streamed: true,
       context, signal,
     });
     const body = response.body ?? new ReadableStream<Uint8Array>({

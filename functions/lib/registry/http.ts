@@ -5,11 +5,17 @@
 // here, by hand, so that a blob download sent to a storage host (GHCR's
 // CDN, S3) carries no Authorization header; fetch's own redirect handling
 // would decide that for us.
+//
+// Small requests go through fetch. Blob bytes, both ways, go through
+// node:http on keep-alive agents of this registry's own: a blob download
+// through fetch costs a web stream and a promise per chunk, and a streamed
+// upload through fetch holds every chunk until the request ends.
 
 import {
-  request as httpRequest, type IncomingHttpHeaders,
+  Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders,
+  type IncomingMessage,
 } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
@@ -47,6 +53,12 @@ export interface RegistryRequest {
   once?: boolean;
   /** Follow redirects. @default true */
   redirects?: boolean;
+  /**
+   * Send with node:http, for a large body: the answer's body can then be
+   * taken as a Node stream by `nodeBody`, without a web stream between.
+   * @default false
+   */
+  streamed?: boolean;
   signal?: AbortSignal;
 }
 
@@ -68,6 +80,13 @@ const IDLE_TIMEOUT_MS = 300_000;
 /** Error bodies read for their message, at most. */
 const ERROR_BODY_LIMIT = 8192;
 
+/** Bodies up to this size are read to their end when not wanted, so that
+ * their connection is kept; larger ones close it. */
+const DRAIN_LIMIT = 64 * 1024;
+
+/** Idle keep-alive connections are closed after this long. */
+const KEEP_ALIVE_MS = 5000;
+
 export class RegistryHttp {
   readonly endpoint: RegistryEndpoint;
   /** `https://host[:port]`: the only origin that sees credentials. */
@@ -76,6 +95,7 @@ export class RegistryHttp {
   readonly retry: ResolvedRetryOptions;
   readonly #logger?: Logger;
   readonly #userAgent: string;
+  #agents?: { http: HttpAgent; https: HttpsAgent };
 
   constructor(options: RegistryHttpOptions) {
     this.endpoint = options.endpoint;
@@ -216,8 +236,9 @@ export class RegistryHttp {
       }
 
       const content = body?.();
-      const response = content instanceof Readable
-        ? await sendStreamed(url, method, headers, content, request.signal)
+      const response = content instanceof Readable || request.streamed
+        ? await sendStreamed(url, method, headers, content, this.#agent(url),
+          request.signal)
         : await fetch(url, {
           method, headers, body: content, redirect: 'manual',
           signal: request.signal,
@@ -246,22 +267,36 @@ export class RegistryHttp {
       }
     }
   }
+
+  /** This registry's keep-alive agent for the URL's scheme (a storage
+   * host a redirect leads to shares it). */
+  #agent(url: URL): HttpAgent {
+    this.#agents ??= {
+      http: new HttpAgent({ keepAlive: true, timeout: KEEP_ALIVE_MS,
+        scheduling: 'lifo' }),
+      https: new HttpsAgent({ keepAlive: true, timeout: KEEP_ALIVE_MS,
+        scheduling: 'lifo' }),
+    };
+    return url.protocol === 'https:' ? this.#agents.https : this.#agents.http;
+  }
 }
 
 /**
- * Sends a streamed body with node:http, which keeps only a few chunks in
- * flight: fetch (undici in Node 22) holds on to every chunk of a streamed
- * request body until the request ends, a whole blob's worth of memory.
- * The answer is handed back as a fetch Response, like every other.
+ * Sends a request with node:http, which keeps only a few chunks of a
+ * streamed body in flight: fetch (undici in Node 22) holds on to every
+ * chunk of a streamed request body until the request ends, a whole blob's
+ * worth of memory. The answer is handed back as a fetch Response, like
+ * every other, whose body stays a Node stream until someone reads it (see
+ * `nodeBody`).
  */
 function sendStreamed(url: URL, method: HttpMethod,
-  headers: Record<string, string>, body: Readable, signal?: AbortSignal):
-  Promise<Response> {
+  headers: Record<string, string>, body: Readable | string | Uint8Array |
+  undefined, agent: HttpAgent, signal?: AbortSignal): Promise<Response> {
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-  const request = send(url, { method, headers, signal });
-  let sent = false;
+  const request = send(url, { method, headers, signal, agent });
+  let sent = !(body instanceof Readable);
 
-  // a registry that stops reading would hold the upload forever
+  // a registry that stops reading or sending would hold us forever
   request.setTimeout(IDLE_TIMEOUT_MS, () => {
     request.destroy(Object.assign(
       new Error(`no progress for ${IDLE_TIMEOUT_MS / 1000} s`),
@@ -270,15 +305,19 @@ function sendStreamed(url: URL, method: HttpMethod,
 
   return new Promise<Response>((resolve, reject) => {
     request.once('error', reject);
-    pipeline(body, request).then(() => {
-      sent = true;
-    }, reject);
+    if (body instanceof Readable) {
+      pipeline(body, request).then(() => {
+        sent = true;
+      }, reject);
+    } else {
+      request.end(body);
+    }
 
     request.once('response', (incoming) => {
       // answered before the body was all sent (a refusal): stop sending,
       // and close the connection once the answer is read, as its request
       // will never be complete
-      if (!sent) {
+      if (!sent && body instanceof Readable) {
         body.unpipe(request);
         body.destroy();
         incoming.once('close', () => request.destroy());
@@ -289,13 +328,76 @@ function sendStreamed(url: URL, method: HttpMethod,
         status === 304;
       if (empty) incoming.resume();
 
-      const response = new Response(empty ? null
-        : Readable.toWeb(incoming) as ReadableStream<Uint8Array>,
-      { status, headers: headersOf(incoming.headers) });
+      const response = new Response(empty ? null : lazyBody(incoming),
+        { status, headers: headersOf(incoming.headers) });
       Object.defineProperty(response, 'url', { value: url.href });
       resolve(response);
     });
   });
+}
+
+/** The Node streams under the web bodies made by `lazyBody`, until one is
+ * taken or the web body is read. */
+const nodeStreams = new WeakMap<ReadableStream<Uint8Array>, Readable>();
+
+/**
+ * A web stream over an answer that reads nothing until it is read: the
+ * answer can still be taken whole as a Node stream (`nodeBody`), and one
+ * cancelled unread frees its connection.
+ */
+function lazyBody(incoming: IncomingMessage): ReadableStream<Uint8Array> {
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  const body = new ReadableStream<Uint8Array>({
+    pull: async (controller) => {
+      nodeStreams.delete(body);
+      reader ??= (Readable.toWeb(incoming) as ReadableStream<Uint8Array>)
+        .getReader();
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: async (reason) => {
+      if (reader) {
+        await reader.cancel(reason);
+      } else if (nodeStreams.delete(body)) {
+        release(incoming);
+      }
+    },
+  }, { highWaterMark: 0 });
+  nodeStreams.set(body, incoming);
+  return body;
+}
+
+/**
+ * A body as a Node stream: the answer itself when the body came from a
+ * streamed request and was not read yet (no web stream between), else a
+ * Node stream reading the web stream.
+ */
+export function nodeBody(body: ReadableStream<Uint8Array>): Readable {
+  const incoming = nodeStreams.get(body);
+  if (incoming && !body.locked) {
+    nodeStreams.delete(body);
+    return incoming;
+  }
+  return Readable.fromWeb(
+    body as import('node:stream/web').ReadableStream<Uint8Array>);
+}
+
+/**
+ * Lets go of an answer's body that is not wanted: a small one is read to
+ * its end so its connection is kept, a larger one closes it.
+ */
+export function release(incoming: Readable): void {
+  if (incoming.readableEnded || incoming.destroyed) return;
+
+  const length = Number((incoming as IncomingMessage).headers?.[
+    'content-length'] ?? Number.NaN);
+  if (length <= DRAIN_LIMIT) {
+    incoming.on('error', () => undefined);
+    incoming.resume();
+  } else {
+    incoming.destroy();
+  }
 }
 
 function headersOf(incoming: IncomingHttpHeaders): Headers {
