@@ -16,14 +16,12 @@ import {
   DigestMismatchError, RegistryInterruptedError, RegistryUnavailableError,
   type RegistryErrorContext,
 } from './errors.js';
+import { nodeBody, release } from './http.js';
 import { backoffDelay, isAbort, sleep, type ResolvedRetryOptions }
   from './retry.js';
 import type {
   BlobSource, BytesListener, Descriptor, Logger,
 } from './types.js';
-
-type ReadResult =
-  Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
 
 export interface BlobReaderOptions {
   retry: ResolvedRetryOptions;
@@ -32,19 +30,36 @@ export interface BlobReaderOptions {
   logger?: Logger;
 }
 
+/** Bytes an upload's stream buffers ahead of the request taking them. */
+const HIGH_WATER_MARK = 1024 * 1024;
+
+/**
+ * Bytes flow from the download's 'data' events straight into the stream
+ * an upload reads (`readable()`), with no promise per chunk: the download
+ * is paused while that stream is full or no upload wants bytes, and
+ * resumed when it asks for more.
+ */
 export class BlobReader {
   readonly #source: BlobSource;
   readonly #blob: Descriptor;
   readonly #options: BlobReaderOptions;
   readonly #context: RegistryErrorContext;
   readonly #hash: Hash;
-  #reader?: ReadableStreamDefaultReader<Uint8Array>;
+  /** The download in progress, if one is open. */
+  #download?: Readable;
+  #opening = false;
+  #closed = false;
+  /** The stream an upload reads, and the bytes it still wants. */
+  #out?: Readable;
+  #left = 0;
   /** Bytes handed on so far. */
   #offset = 0;
-  /** Bytes of a fresh stream to drop: a restart from 0 after a break. */
+  /** Bytes received from downloads: those handed on and `#pending`. */
+  #received = 0;
+  /** Bytes of a fresh download to drop: a restart from 0 after a break. */
   #skip = 0;
-  /** The rest of a chunk that went past a slice's end. */
-  #pending?: Uint8Array;
+  /** Received bytes no upload stream wanted yet. */
+  #pending?: Buffer;
   #breaks = 0;
   #verified = false;
 
@@ -71,162 +86,223 @@ export class BlobReader {
   }
 
   /**
-   * The next chunk of at most `max` bytes, or undefined after the last,
-   * which is only handed on once the digest matched.
+   * Checks the digest of an empty blob, which has nothing to download;
+   * throws DigestMismatchError when it is not that of no bytes.
    */
-  async next(max = Number.POSITIVE_INFINITY):
-    Promise<Uint8Array | undefined> {
+  verifyEmpty(): void {
     try {
-      return await this.#next(max);
+      this.#verify();
     } catch (error) {
       this.failure ??= error;
-      await this.close();
       throw error;
     }
   }
 
   /**
    * A Node stream of the next `length` bytes (all that are left by
-   * default), pulled chunk by chunk as the upload takes them.
+   * default). The last bytes of the blob are only handed on once the
+   * digest matched; the stream fails with the source's error otherwise.
    */
   readable(length = this.#blob.size - this.#offset): Readable {
-    let left = length;
-    const readable = new Readable({
-      highWaterMark: 4 * 64 * 1024,
-      read: () => {
-        if (left <= 0) {
-          readable.push(null);
-          return;
+    const out: Readable = new Readable({
+      highWaterMark: HIGH_WATER_MARK,
+      read: () => this.#pull(),
+      destroy: (error, callback) => {
+        // the upload gave up on its stream: stop downloading for it
+        if (this.#out === out) {
+          this.#out = undefined;
+          this.#download?.pause();
         }
-        this.next(left).then((chunk) => {
-          if (!chunk) throw new Error('the blob ended before the slice did');
-          left -= chunk.length;
-          readable.push(chunk);
-          if (left <= 0) readable.push(null);
-        }).catch((error: unknown) => readable.destroy(error as Error));
+        callback(error);
       },
     });
-    return readable;
+    this.#out = out;
+    this.#left = length;
+    return out;
   }
 
   /** Lets go of the source connection. */
   async close(): Promise<void> {
-    const reader = this.#reader;
-    this.#reader = undefined;
-    if (!reader) return;
-
-    // read to the end of a finished download, so its connection is reused;
-    // not after an abort: fetch's body may then never report its end
-    if (this.#verified && !this.#options.signal?.aborted) {
-      const end = await reader.read().catch(() => undefined);
-      if (end?.done) return;
-    }
-    await reader.cancel().catch(() => undefined);
+    this.#closed = true;
+    this.#release();
   }
 
-  async #next(max: number): Promise<Uint8Array | undefined> {
-    const size = this.#blob.size;
-    if (this.#verified) return undefined;
-
-    // nothing to download; the digest must still be that of no bytes
-    if (size === 0) {
-      this.#verify();
-      return undefined;
+  /** The upload's stream wants bytes. */
+  #pull(): void {
+    const out = this.#out;
+    if (!out) return;
+    if (this.failure) {
+      this.#fail(this.failure);
+      return;
+    }
+    if (this.#left <= 0 || this.#blob.size === 0) {
+      if (this.#blob.size === 0 && !this.#verified) {
+        try {
+          this.#verify();
+        } catch (error) {
+          this.#fail(error);
+          return;
+        }
+      }
+      this.#out = undefined;
+      out.push(null);
+      return;
     }
 
-    for (;;) {
-      let chunk = this.#pending;
+    // bytes left over from a chunk that went past the previous slice
+    const pending = this.#pending;
+    if (pending) {
       this.#pending = undefined;
-      if (!chunk) {
-        chunk = await this.#read();
-        if (!chunk) continue;
-      }
+      this.#take(pending);
+      if (this.#out !== out || this.#pending) return;
+    }
 
-      if (chunk.length > size - this.#offset) {
-        throw new DigestMismatchError(this.#context, `${size} bytes`,
-          'more than that', 'size');
-      }
-      if (chunk.length > max) {
-        this.#pending = chunk.subarray(max);
-        chunk = chunk.subarray(0, max);
-      }
-
-      this.#hash.update(chunk);
-      this.#offset += chunk.length;
-      if (this.#offset === size) this.#verify();
-      this.#options.onBytes?.(chunk.length);
-      return chunk;
+    if (this.#download) {
+      this.#download.resume();
+    } else if (!this.#opening && this.#received < this.#blob.size) {
+      void this.#open();
     }
   }
 
-  /** A chunk from the source, or undefined after a break was mended. */
-  async #read(): Promise<Uint8Array | undefined> {
-    const size = this.#blob.size;
-    if (!this.#reader) await this.#open();
-
-    let result: ReadResult;
-    try {
-      result = await this.#reader!.read();
-    } catch (error) {
-      await this.#broken(error);
-      return undefined;
+  /** Bytes received, handed on as far as the upload's stream wants. */
+  #take(chunk: Buffer): void {
+    const out = this.#out;
+    if (!out) {
+      this.#pending = this.#pending ? Buffer.concat([this.#pending, chunk])
+        : chunk;
+      this.#download?.pause();
+      return;
     }
 
-    if (result.done) {
-      await this.#broken(new Error(
-        `the download ended after ${this.#offset} of ${size} bytes`));
-      return undefined;
+    if (chunk.length > this.#left) {
+      this.#pending = chunk.subarray(this.#left);
+      chunk = chunk.subarray(0, this.#left);
+      this.#download?.pause();
     }
 
-    // a restart from 0: drop what was handed on before the break
-    let chunk = result.value;
-    if (this.#skip > 0) {
-      const dropped = Math.min(this.#skip, chunk.length);
-      this.#skip -= dropped;
-      chunk = chunk.subarray(dropped);
-      if (chunk.length === 0) return undefined;
+    this.#hash.update(chunk);
+    this.#offset += chunk.length;
+    this.#left -= chunk.length;
+    if (this.#offset === this.#blob.size) {
+      try {
+        this.#verify();
+      } catch (error) {
+        this.#fail(error);
+        return;
+      }
+
+      // read on to the download's end, which frees its connection
+      this.#download?.resume();
     }
-    return chunk;
+    this.#options.onBytes?.(chunk.length);
+
+    const more = out.push(chunk);
+    if (this.#left === 0) {
+      this.#out = undefined;
+      out.push(null);
+      if (!this.#verified) this.#download?.pause();
+    } else if (!more) {
+      this.#download?.pause();
+    }
   }
 
   async #open(): Promise<void> {
     const { registry, repository } = this.#source;
-    const opened = await registry.openBlob(repository, this.#blob.digest,
-      this.#offset, this.#options.signal);
-
-    if (opened.offset !== this.#offset && opened.offset !== 0) {
-      await opened.body.cancel().catch(() => undefined);
-      throw new RegistryUnavailableError(this.#context,
-        `asked for bytes from ${this.#offset}, got them from ` +
-        `${opened.offset}`, { attempts: this.#breaks + 1 });
+    this.#opening = true;
+    let download: Readable;
+    try {
+      const opened = await registry.openBlob(repository, this.#blob.digest,
+        this.#received, this.#options.signal);
+      if (opened.offset !== this.#received && opened.offset !== 0) {
+        await opened.body.cancel().catch(() => undefined);
+        throw new RegistryUnavailableError(this.#context,
+          `asked for bytes from ${this.#received}, got them from ` +
+          `${opened.offset}`, { attempts: this.#breaks + 1 });
+      }
+      if (opened.size !== undefined && opened.size !== this.#blob.size) {
+        await opened.body.cancel().catch(() => undefined);
+        throw new DigestMismatchError(this.#context,
+          `${this.#blob.size} bytes`, `${opened.size} bytes`, 'size');
+      }
+      this.#skip = this.#received - opened.offset;
+      download = nodeBody(opened.body);
+    } catch (error) {
+      this.#fail(error);
+      return;
+    } finally {
+      this.#opening = false;
     }
-    if (opened.size !== undefined && opened.size !== this.#blob.size) {
-      await opened.body.cancel().catch(() => undefined);
-      throw new DigestMismatchError(this.#context, `${this.#blob.size} bytes`,
-        `${opened.size} bytes`, 'size');
-    }
 
-    this.#skip = this.#offset - opened.offset;
-    this.#reader = opened.body.getReader();
+    // closed or failed while it opened: nobody wants it
+    if (this.#closed || this.failure) {
+      release(download);
+      return;
+    }
+    this.#download = download;
+    this.#listen(download);
+    if (!this.#out) download.pause();
+  }
+
+  #listen(download: Readable): void {
+    const size = this.#blob.size;
+    download.on('data', (chunk: Buffer) => {
+      // bytes past a verified end are not the blob's: ignored
+      if (download !== this.#download || this.#verified) return;
+
+      // a restart from 0: drop what was received before the break
+      if (this.#skip > 0) {
+        const dropped = Math.min(this.#skip, chunk.length);
+        this.#skip -= dropped;
+        if (dropped === chunk.length) return;
+        chunk = chunk.subarray(dropped);
+      }
+
+      if (chunk.length > size - this.#received) {
+        this.#fail(new DigestMismatchError(this.#context, `${size} bytes`,
+          'more than that', 'size'));
+        return;
+      }
+      this.#received += chunk.length;
+      this.#take(chunk);
+    });
+    download.on('end', () => {
+      if (download !== this.#download || this.#received === size) return;
+      this.#broken(download, new Error(
+        `the download ended after ${this.#received} of ${size} bytes`));
+    });
+    download.on('error', (error) => this.#broken(download, error));
+    download.on('close', () => {
+      if (download.readableEnded) return;
+      this.#broken(download, new Error(
+        `the download was cut after ${this.#received} of ${size} bytes`));
+    });
   }
 
   /** A download broke: open it again, up to the retry budget. */
-  async #broken(error: unknown): Promise<void> {
-    await this.close();
+  #broken(download: Readable, error: unknown): void {
+    if (download !== this.#download) return;
+    this.#release();
+    if (this.#closed || this.failure || this.#verified) return;
+
     const { signal, retry, logger } = this.#options;
     if (isAbort(error, signal)) {
-      throw new RegistryInterruptedError(this.#context, error);
+      this.#fail(new RegistryInterruptedError(this.#context, error));
+      return;
     }
-    if (error instanceof BackupError) throw error;
+    if (error instanceof BackupError) {
+      this.#fail(error);
+      return;
+    }
 
     this.#breaks++;
     if (this.#breaks >= retry.attempts) {
-      throw new RegistryUnavailableError(this.#context,
+      this.#fail(new RegistryUnavailableError(this.#context,
         `the download broke ${this.#breaks} times, last at byte ` +
         `${this.#offset} of ${this.#blob.size}`, {
           cause: error, attempts: this.#breaks,
           hint: 'the source registry or the network is unstable; try again',
-        });
+        }));
+      return;
     }
 
     const wait = backoffDelay(retry, this.#breaks);
@@ -234,11 +310,38 @@ export class BlobReader {
       registry: this.#context.registry, repository: this.#source.repository,
       digest: this.#blob.digest, offset: this.#offset, delayMs: wait,
     });
-    try {
-      await sleep(wait, signal);
-    } catch (abort) {
-      throw new RegistryInterruptedError(this.#context, abort);
-    }
+    this.#opening = true;
+    sleep(wait, signal).then(() => {
+      this.#opening = false;
+      if (this.#closed || this.failure) return;
+      return this.#open();
+    }, (abort: unknown) => {
+      this.#opening = false;
+      this.#fail(new RegistryInterruptedError(this.#context, abort));
+    });
+  }
+
+  /** The source side failed: the upload's stream fails with it. */
+  #fail(error: unknown): void {
+    this.failure ??= error;
+    this.#release();
+    const out = this.#out;
+    this.#out = undefined;
+    out?.destroy(this.failure as Error);
+  }
+
+  /**
+   * Lets go of the download: one read to its end keeps its connection;
+   * else it is closed, never waited for (after an abort it may never
+   * report its end). Bytes received but not handed on are dropped; a
+   * download opened again asks for them anew.
+   */
+  #release(): void {
+    const download = this.#download;
+    this.#download = undefined;
+    this.#pending = undefined;
+    this.#received = this.#offset;
+    if (download && !download.readableEnded) download.destroy();
   }
 
   #verify(): void {

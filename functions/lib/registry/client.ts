@@ -555,7 +555,7 @@ export class RegistryClient implements Registry {
     session: UploadSession, reader: BlobReader,
     context: RegistryErrorContext, signal?: AbortSignal): Promise<void> {
     // an empty blob reads nothing, but its digest must still be checked
-    if (blob.size === 0) await reader.next();
+    if (blob.size === 0) reader.verifyEmpty();
 
     const response = await this.#http.send({
       method: 'PUT', url: withDigest(session.url, blob.digest), once: true,
