@@ -434,6 +434,28 @@ describe('RegistryClient.pushBlob when aborted', () => {
     expect(methods).toContain('DELETE');
     expect(methods.filter((m) => m === 'POST')).toHaveLength(1);
   });
+
+  it('settles when aborted just as the last byte is handed on, whichever ' +
+    'way the race goes', async () => {
+    // Prepare: the abort comes after the digest matched and the body was
+    // all handed to the upload, while the download may not have ended
+    const client = clientOf(target, target.credentials);
+    const repository = freshRepository();
+    const controller = new AbortController();
+    let handed = 0;
+
+    // Act
+    const settled = await client.pushBlob(repository, layer, sourceOf(), {
+      signal: controller.signal,
+      onBytes: (bytes) => {
+        handed += bytes;
+        if (handed === layer.size) controller.abort();
+      },
+    }).then((outcome) => outcome.action, (e: unknown) => (e as Error).name);
+
+    // Assess
+    expect(['uploaded', 'InterruptedError']).toContain(settled);
+  });
 });
 
 describe('RegistryClient.pushBlob in chunks', () => {
@@ -459,6 +481,33 @@ describe('RegistryClient.pushBlob in chunks', () => {
     const sent = uploads(await target.requests());
     expect(sent.at(-1)).toMatchObject({ method: 'PUT', status: 201 });
     expect(sent.at(-1)!.query.get('digest')).toBe(layer.digest);
+    expect(await servedDigest(target, repository, layer.digest))
+      .toBe(layer.digest);
+  });
+
+  it('resumes a download cut while uploading in chunks, sending each ' +
+    'byte once', async () => {
+    // Prepare: the download runs ahead of a chunk and waits for the next
+    // one, so the cut may come while it is paused
+    sourceProxy.cutNextBlob(150_000, { digest: layer.digest });
+    const client = clientOf(targetProxy, target.credentials, {
+      chunkedUploadAbove: 0, chunkSize: 64 * 1024 });
+    const repository = freshRepository();
+
+    // Act
+    await client.pushBlob(repository, layer, sourceOf());
+
+    // Assess
+    const gets = blobGetsAtSource();
+    expect(gets.map((r) => r.outcome)).toEqual(['cut', 'forwarded']);
+    expect(gets[1]!.headers.range).toMatch(/^bytes=\d+-$/);
+    const patches = targetProxy.requests().filter((r) =>
+      r.method === 'PATCH');
+    const expected = [];
+    for (let start = 0; start < layer.size; start += 64 * 1024) {
+      expected.push(`${start}-${Math.min(start + 64 * 1024, layer.size) - 1}`);
+    }
+    expect(patches.map((r) => r.headers['content-range'])).toEqual(expected);
     expect(await servedDigest(target, repository, layer.digest))
       .toBe(layer.digest);
   });
