@@ -3,9 +3,10 @@
 // workflow continues the copy in a new invocation.
 
 import { lambdaHandler } from './common/handler.js';
+import { STEP_SECRETS } from './common/step-secrets.js';
 import { copyDeadline, copyStep } from './lib/run/copy-image.js';
 
-export const handler = lambdaHandler('CopyImage',
+export const handler = lambdaHandler('CopyImage', STEP_SECRETS.copyImage,
   (event, { deps }, context) => copyStep(event, deps, {
     deadline: copyDeadline(context.getRemainingTimeInMillis(), Date.now()),
   }));

@@ -48,6 +48,11 @@ import {
 import { LogLevel, type StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import type { Construct } from 'constructs';
 
+import {
+  type SecretName,
+  STEP_SECRETS,
+  type StepName,
+} from '../functions/common/step-secrets.js';
 import { tableSchema } from '../functions/lib/store/dynamodb-schema.js';
 import { BackupMonitoring } from './monitoring.js';
 import {
@@ -68,7 +73,7 @@ export const METRICS_NAMESPACE = 'GhcrBackup';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** The workflow's steps, by the label used in construct ids and alarms. */
-type Step = 'listAndSelect' | 'checkPage' | 'copyImage' | 'summarize';
+type Step = StepName;
 
 interface StepSpec {
   /** Handler file under functions/. */
@@ -80,6 +85,11 @@ interface StepSpec {
   tableActions: string[];
   /** How it uses the target registry. */
   target: 'none' | 'read' | 'write';
+  /**
+   * The secrets its handler reads at cold start: its role may read these
+   * and no others, and only their ARNs are in its environment.
+   */
+  secrets: readonly SecretName[];
 }
 
 // Memory buys CPU and network on Lambda (1,769 MiB is one full vCPU);
@@ -98,7 +108,10 @@ const STEPS: Record<Step, StepSpec> = {
     // inventory read; plan pages and the run record written
     tableActions: ['dynamodb:Query', 'dynamodb:PutItem',
       'dynamodb:BatchWriteItem'],
-    target: 'none',
+    // one manifest HEAD checks that the target takes our credentials
+    // before the work fans out
+    target: 'read',
+    secrets: STEP_SECRETS.listAndSelect,
   },
   checkPage: {
     entry: 'check-page.ts',
@@ -111,6 +124,7 @@ const STEPS: Record<Step, StepSpec> = {
     // run record and plan page read; up-to-date results written
     tableActions: ['dynamodb:Query', 'dynamodb:PutItem'],
     target: 'read',
+    secrets: STEP_SECRETS.checkPage,
   },
   copyImage: {
     entry: 'copy-image.ts',
@@ -129,6 +143,7 @@ const STEPS: Record<Step, StepSpec> = {
     tableActions: ['dynamodb:Query', 'dynamodb:PutItem',
       'dynamodb:BatchWriteItem', 'dynamodb:DeleteItem'],
     target: 'write',
+    secrets: STEP_SECRETS.copyImage,
   },
   summarize: {
     entry: 'summarize.ts',
@@ -141,6 +156,7 @@ const STEPS: Record<Step, StepSpec> = {
     tableActions: ['dynamodb:Query', 'dynamodb:PutItem',
       'dynamodb:BatchWriteItem'],
     target: 'none',
+    secrets: STEP_SECRETS.summarize,
   },
 };
 
@@ -274,29 +290,30 @@ export class BackupStack extends Stack {
       actions: spec.tableActions,
       resources: [this.table.tableArn],
     }));
-    // the shared cold start (functions/common/runtime.ts) reads both
-    // secrets in every function, whatever its step needs
-    grantSecret(role, this.githubTokenSecret);
-    if (this.targetCredentialsSecret) {
-      grantSecret(role, this.targetCredentialsSecret);
-    }
     if (spec.target !== 'none') this.grantEcr(role, spec.target);
 
-    // Only where to find the secrets goes into the environment: the
-    // functions read the values at cold start, so no secret is ever in a
-    // function's configuration, the workflow's state or a log.
+    // Only where to find the secrets goes into the environment, and only
+    // of those the step reads: the functions read the values at cold
+    // start, so no secret is ever in a function's configuration, the
+    // workflow's state or a log.
     const environment: Record<string, string> = {
       TABLE_NAME: this.table.tableName,
-      GITHUB_TOKEN_SECRET_ARN: this.githubTokenSecret.secretArn,
       SOURCE_REGISTRY: settings.sourceRegistry,
       GITHUB_API: settings.githubApi,
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
       NODE_OPTIONS: '--enable-source-maps',
     };
-    if (this.targetCredentialsSecret) {
-      environment.TARGET_CREDENTIALS_SECRET_ARN =
-        this.targetCredentialsSecret.secretArn;
+    const secrets: Record<SecretName, [string, ISecret | undefined]> = {
+      githubToken: ['GITHUB_TOKEN_SECRET_ARN', this.githubTokenSecret],
+      targetCredentials: ['TARGET_CREDENTIALS_SECRET_ARN',
+        this.targetCredentialsSecret],
+    };
+    for (const name of spec.secrets) {
+      const [variable, secret] = secrets[name];
+      if (!secret) continue;
+      grantSecret(role, secret);
+      environment[variable] = secret.secretArn;
     }
 
     return new NodejsFunction(this, id, {

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 
 import { readConfig } from '../functions/common/config.js';
 import { readSecrets } from '../functions/common/secrets.js';
+import { STEP_SECRETS } from '../functions/common/step-secrets.js';
 import {
   AuthenticationError, InvalidInputError, NotFoundError,
 } from '../functions/lib/errors.js';
@@ -192,10 +193,12 @@ describe('refusesCredentials', () => {
 });
 
 describe('readConfig', () => {
+  const BOTH = ['githubToken', 'targetCredentials'] as const;
+
   it('reads the stack\'s variables with their defaults', () => {
     // Act
     const config = readConfig({ TABLE_NAME: 'backup',
-      GITHUB_TOKEN_SECRET_ARN: 'arn:token' });
+      GITHUB_TOKEN_SECRET_ARN: 'arn:token' }, BOTH);
 
     // Assess
     expect(config).toEqual({
@@ -208,17 +211,33 @@ describe('readConfig', () => {
 
   it('names every missing variable', () => {
     // Act
-    const act = () => readConfig({});
+    const act = () => readConfig({}, BOTH);
 
     // Assess
     expect(act).toThrow(
       'missing environment variable(s): TABLE_NAME, GITHUB_TOKEN_SECRET_ARN');
   });
 
+  it('keeps only the ARNs of the secrets the step uses', () => {
+    // Prepare
+    const env = { TABLE_NAME: 't', GITHUB_TOKEN_SECRET_ARN: 'arn:token',
+      TARGET_CREDENTIALS_SECRET_ARN: 'arn:target' };
+
+    // Act
+    const check = readConfig(env, STEP_SECRETS.checkPage);
+    const summarize = readConfig({ TABLE_NAME: 't' }, STEP_SECRETS.summarize);
+
+    // Assess
+    expect(check).toMatchObject({ githubTokenSecretArn: undefined,
+      targetCredentialsSecretArn: 'arn:target' });
+    expect(summarize).toMatchObject({ githubTokenSecretArn: undefined,
+      targetCredentialsSecretArn: undefined });
+  });
+
   it('refuses a source registry with a path', () => {
     // Act
     const act = () => readConfig({ TABLE_NAME: 't',
-      GITHUB_TOKEN_SECRET_ARN: 'a', SOURCE_REGISTRY: 'ghcr.io/acme' });
+      GITHUB_TOKEN_SECRET_ARN: 'a', SOURCE_REGISTRY: 'ghcr.io/acme' }, BOTH);
 
     // Assess
     expect(act).toThrow(/SOURCE_REGISTRY is not \[http:\/\/\]HOST\[:PORT\]/);
@@ -228,9 +247,9 @@ describe('readConfig', () => {
 describe('readSecrets', () => {
   const secrets = mockClient(SecretsManagerClient);
   afterEach(() => secrets.reset());
-  const config = readConfig({ TABLE_NAME: 't',
-    GITHUB_TOKEN_SECRET_ARN: 'arn:token',
-    TARGET_CREDENTIALS_SECRET_ARN: 'arn:target' });
+  const env = { TABLE_NAME: 't', GITHUB_TOKEN_SECRET_ARN: 'arn:token',
+    TARGET_CREDENTIALS_SECRET_ARN: 'arn:target' };
+  const config = readConfig(env, ['githubToken', 'targetCredentials']);
 
   it('reads the token and the target\'s credentials', async () => {
     // Prepare
@@ -246,6 +265,27 @@ describe('readSecrets', () => {
     expect(read).toEqual({ githubToken: 'ghp_token',
       targetCredentials: { username: 'u', password: 'p' } });
   });
+
+  it('reads only the secrets whose ARN the step\'s configuration holds',
+    async () => {
+      // Prepare
+      secrets.on(GetSecretValueCommand)
+        .resolves({ SecretString: '{"username":"u","password":"p"}' });
+
+      // Act
+      const check = await readSecrets(new SecretsManagerClient({}),
+        readConfig(env, STEP_SECRETS.checkPage));
+      const summarize = await readSecrets(new SecretsManagerClient({}),
+        readConfig(env, STEP_SECRETS.summarize));
+
+      // Assess
+      expect(check).toEqual({ githubToken: undefined,
+        targetCredentials: { username: 'u', password: 'p' } });
+      expect(summarize).toEqual({ githubToken: undefined,
+        targetCredentials: undefined });
+      expect(secrets.commandCalls(GetSecretValueCommand)
+        .map((call) => call.args[0].input.SecretId)).toEqual(['arn:target']);
+    });
 
   it('says which secret is malformed, without its value', async () => {
     // Prepare

@@ -55,6 +55,27 @@ function policyOfRole(template: Template, rolePrefix: string) {
   return statements(template).filter((s) => s.policy.startsWith(rolePrefix));
 }
 
+/** The secrets a role may read, by the secret's construct id, sorted. */
+function secretsReadBy(template: Template, rolePrefix: string): string[] {
+  return policyOfRole(template, rolePrefix)
+    .filter((s) => s.actions.includes('secretsmanager:GetSecretValue'))
+    .flatMap((s) => s.resources)
+    .map((resource) => (resource as { Ref: string }).Ref
+      .replace(/[0-9A-F]{8}$/, ''))
+    .sort();
+}
+
+/** The *_SECRET_ARN variables of each function, by its construct id. */
+function secretVariablesOf(template: Template): Record<string, string[]> {
+  const functions = Object.entries(
+    template.findResources('AWS::Lambda::Function'));
+  return Object.fromEntries(functions.map(([id, fn]) => [
+    id.replace(/[0-9A-F]{8}$/, ''),
+    Object.keys(fn.Properties.Environment.Variables as object)
+      .filter((name) => name.endsWith('_SECRET_ARN')).sort(),
+  ]));
+}
+
 function settingsError(props: BackupStackProps,
   context: Record<string, unknown> = {}): string {
   try {
@@ -286,15 +307,16 @@ describe('BackupStack', () => {
       expect(writes.map((s) => s.policy))
         .toEqual([expect.stringMatching(/^CopyImageRole/)]);
 
-      const check = policyOfRole(template, 'CheckPageRole')
-        .flatMap((s) => s.actions).filter((a) => a.startsWith('ecr:'));
-      expect(check.sort()).toEqual(['ecr:BatchCheckLayerAvailability',
-        'ecr:BatchGetImage', 'ecr:GetAuthorizationToken',
-        'ecr:GetDownloadUrlForLayer']);
-      for (const role of ['ListAndSelectRole', 'SummarizeRole']) {
-        expect(policyOfRole(template, role).flatMap((s) => s.actions)
-          .filter((a) => a.startsWith('ecr:'))).toEqual([]);
+      // the listing's one manifest HEAD and the page checks only read
+      for (const role of ['ListAndSelectRole', 'CheckPageRole']) {
+        const reads = policyOfRole(template, role)
+          .flatMap((s) => s.actions).filter((a) => a.startsWith('ecr:'));
+        expect(reads.sort(), role).toEqual([
+          'ecr:BatchCheckLayerAvailability', 'ecr:BatchGetImage',
+          'ecr:GetAuthorizationToken', 'ecr:GetDownloadUrlForLayer']);
       }
+      expect(policyOfRole(template, 'SummarizeRole').flatMap((s) => s.actions)
+        .filter((a) => a.startsWith('ecr:'))).toEqual([]);
     });
 
     it('grants ECR nothing when the target is another registry', () => {
@@ -309,12 +331,53 @@ describe('BackupStack', () => {
 
       const read = statements(template).filter((s) =>
         s.actions.some((a) => a.startsWith('secretsmanager:')));
-      expect(read).toHaveLength(8);
+      expect(read.length).toBeGreaterThan(0);
       for (const statement of read) {
         expect(statement.actions).toEqual(['secretsmanager:GetSecretValue']);
         expect(statement.resources).toEqual([{ Ref: expect.stringMatching(
           /^(GithubToken|TargetCredentials)[0-9A-F]{8}$/) }]);
       }
+    });
+
+    it('lets each function read only the secrets its step uses', () => {
+      const { template } = synth({ target: 'registry.example.com' });
+
+      // listing and pulling need the token, the target's HEADs and pushes
+      // its credentials; totals need neither
+      expect(secretsReadBy(template, 'ListAndSelectRole'))
+        .toEqual(['GithubToken', 'TargetCredentials']);
+      expect(secretsReadBy(template, 'CheckPageRole'))
+        .toEqual(['TargetCredentials']);
+      expect(secretsReadBy(template, 'CopyImageRole'))
+        .toEqual(['GithubToken', 'TargetCredentials']);
+      expect(secretsReadBy(template, 'SummarizeRole')).toEqual([]);
+      expect(policyOfRole(template, 'SummarizeRole').flatMap((s) =>
+        s.actions)).not.toContain('secretsmanager:GetSecretValue');
+    });
+
+    it('lets no function read a secret for an ECR target but the token',
+      () => {
+        const { template } = synth();
+
+        expect(secretsReadBy(template, 'ListAndSelectRole'))
+          .toEqual(['GithubToken']);
+        expect(secretsReadBy(template, 'CheckPageRole')).toEqual([]);
+        expect(secretsReadBy(template, 'CopyImageRole'))
+          .toEqual(['GithubToken']);
+        expect(secretsReadBy(template, 'SummarizeRole')).toEqual([]);
+      });
+
+    it('tells each function the ARNs of only the secrets it reads', () => {
+      const { template } = synth({ target: 'registry.example.com' });
+
+      expect(secretVariablesOf(template)).toEqual({
+        ListAndSelect: ['GITHUB_TOKEN_SECRET_ARN',
+          'TARGET_CREDENTIALS_SECRET_ARN'],
+        CheckPage: ['TARGET_CREDENTIALS_SECRET_ARN'],
+        CopyImage: ['GITHUB_TOKEN_SECRET_ARN',
+          'TARGET_CREDENTIALS_SECRET_ARN'],
+        Summarize: [],
+      });
     });
 
     it('gives every function a role of its own, limited to its table ' +

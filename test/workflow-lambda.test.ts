@@ -1,6 +1,7 @@
 // The Lambda handlers (functions/*.ts) as deployed, run by the local
 // runner: configuration from the environment the stack sets, secrets from
-// Secrets Manager (aws-sdk-client-mock), both stores in DynamoDB (dynalite),
+// Secrets Manager (aws-sdk-client-mock), each function reading only those
+// its step uses, both stores in DynamoDB (dynalite),
 // real registries and our GitHub API server. Also checks the metrics that
 // Summarize emits as CloudWatch embedded metrics.
 
@@ -11,6 +12,10 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { synthesizeWorkflowDefinition } from '../infra/workflow.js';
+import { createRuntime }
+  from '../functions/common/runtime.js';
+import { STEP_SECRETS, type StepName }
+  from '../functions/common/step-secrets.js';
 import { DynamoDbDigestStore }
   from '../functions/lib/store/dynamodb-digest-store.js';
 import { DynamoDbRunStore } from '../functions/lib/store/dynamodb-run-store.js';
@@ -140,6 +145,12 @@ async function backup(): Promise<{ summary: RunSummary; stdout: string }> {
   }
 }
 
+/** The secrets asked for so far, by ARN. */
+function secretsAsked(): string[] {
+  return secrets.commandCalls(GetSecretValueCommand)
+    .map((call) => call.args[0].input.SecretId!);
+}
+
 /** The embedded-metrics documents among the lines written. */
 function metricDocuments(stdout: string): Record<string, any>[] {
   return stdout.split('\n').filter((line) => line.includes('"_aws"'))
@@ -174,12 +185,18 @@ describe('the Lambda handlers with DynamoDB stores', () => {
         .toEqual(expect.arrayContaining(['mirror/web', 'mirror/worker']));
     });
 
-  it('read the secrets once, at cold start', () => {
-    // Assess: the token and the target's credentials, one call each
-    const asked = secrets.commandCalls(GetSecretValueCommand)
-      .map((call) => call.args[0].input.SecretId);
-    expect(asked.sort()).toEqual([TOKEN_ARN, TARGET_ARN].sort());
-  });
+  it('read their secrets at cold start, not on each invocation',
+    async () => {
+      // Prepare: the first backup started every function
+      const started = secretsAsked();
+
+      // Act
+      await backup();
+
+      // Assess
+      expect(new Set(started)).toEqual(new Set([TOKEN_ARN, TARGET_ARN]));
+      expect(secretsAsked()).toEqual(started);
+    });
 
   it('emit the run\'s metrics as embedded metrics', async () => {
     // Act: an unchanged rerun
@@ -196,4 +213,25 @@ describe('the Lambda handlers with DynamoDB stores', () => {
       ImagesGoneFromSource: 0, BytesUploaded: 0, BlobsUploaded: 0,
       BlobsMounted: 0, BlobsSkipped: 0, BackupSucceeded: 1 });
   });
+});
+
+describe('each Lambda function\'s cold start', () => {
+  const expected: Record<StepName, string[]> = {
+    listAndSelect: [TOKEN_ARN, TARGET_ARN],
+    checkPage: [TARGET_ARN],
+    copyImage: [TOKEN_ARN, TARGET_ARN],
+    summarize: [],
+  };
+  for (const [step, arns] of Object.entries(expected)) {
+    it(`reads only the secrets ${step} uses`, async () => {
+      // Prepare: the environment names both secrets, as a test's may
+      secrets.resetHistory();
+
+      // Act
+      await createRuntime({ uses: STEP_SECRETS[step as StepName] });
+
+      // Assess
+      expect(secretsAsked().sort()).toEqual([...arns].sort());
+    });
+  }
 });

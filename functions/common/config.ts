@@ -1,20 +1,26 @@
 // The handlers' configuration, read once from the environment at cold
 // start. The stack sets these variables; the secrets themselves are never
-// in the environment, only the ARNs to read them from.
+// in the environment, only the ARNs to read them from, and only on the
+// functions whose step reads them.
 
 import { InvalidInputError } from '../lib/errors.js';
 import { DEFAULT_GITHUB_API } from '../lib/github/index.js';
 import { parseRegistry } from '../lib/registry/reference.js';
 import type { RegistryEndpoint } from '../lib/registry/types.js';
+import type { SecretName } from './step-secrets.js';
 
 export interface HandlerConfig {
   /** TABLE_NAME: the DynamoDB table of both stores. */
   tableName: string;
-  /** GITHUB_TOKEN_SECRET_ARN: a secret whose string is the token. */
-  githubTokenSecretArn: string;
+  /**
+   * GITHUB_TOKEN_SECRET_ARN: a secret whose string is the token. Set only
+   * when the step reads the token.
+   */
+  githubTokenSecretArn?: string;
   /**
    * TARGET_CREDENTIALS_SECRET_ARN: a secret holding
-   * {"username", "password"} for the target; none for ECR or anonymous.
+   * {"username", "password"} for the target; none for ECR or anonymous,
+   * nor when the step does not contact the target.
    */
   targetCredentialsSecretArn?: string;
   /** SOURCE_REGISTRY, default ghcr.io. */
@@ -25,16 +31,21 @@ export interface HandlerConfig {
   pageConcurrency: number;
 }
 
-/** Reads and checks the configuration; names every missing variable. */
-export function readConfig(env: NodeJS.ProcessEnv = process.env):
-  HandlerConfig {
-  const missing = ['TABLE_NAME', 'GITHUB_TOKEN_SECRET_ARN']
-    .filter((name) => !env[name]?.trim());
+/**
+ * Reads and checks the configuration of a step that reads the secrets
+ * named in `uses` (see STEP_SECRETS); names every missing variable. The
+ * ARN of a secret the step does not use is left out, even when set.
+ */
+export function readConfig(env: NodeJS.ProcessEnv,
+  uses: readonly SecretName[]): HandlerConfig {
+  const required = ['TABLE_NAME'];
+  if (uses.includes('githubToken')) required.push('GITHUB_TOKEN_SECRET_ARN');
+  const missing = required.filter((name) => !env[name]?.trim());
   if (missing.length > 0) {
     throw new InvalidInputError(
       `missing environment variable(s): ${missing.join(', ')}`,
-      { hint: 'the stack sets them on every function; redeploy it, or ' +
-        'set them when running a handler by hand' });
+      { hint: 'the stack sets them on the functions that use them; ' +
+        'redeploy it, or set them when running a handler by hand' });
   }
 
   const source = env.SOURCE_REGISTRY?.trim() || 'ghcr.io';
@@ -62,9 +73,10 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env):
 
   return {
     tableName: env.TABLE_NAME!.trim(),
-    githubTokenSecretArn: env.GITHUB_TOKEN_SECRET_ARN!.trim(),
-    targetCredentialsSecretArn:
-      env.TARGET_CREDENTIALS_SECRET_ARN?.trim() || undefined,
+    githubTokenSecretArn: uses.includes('githubToken')
+      ? env.GITHUB_TOKEN_SECRET_ARN!.trim() : undefined,
+    targetCredentialsSecretArn: uses.includes('targetCredentials')
+      ? env.TARGET_CREDENTIALS_SECRET_ARN?.trim() || undefined : undefined,
     sourceRegistry,
     githubApi,
     pageConcurrency: pages,

@@ -4,7 +4,8 @@
 // by them) and without anything that looks like a secret.
 
 import { redact } from '../lib/errors.js';
-import { runtime, type Runtime } from './runtime.js';
+import { logger, runtime, type Runtime } from './runtime.js';
+import type { SecretName } from './step-secrets.js';
 
 /** The part of Lambda's context the handlers use. */
 export interface LambdaContext {
@@ -17,22 +18,24 @@ export type Step<R> = (event: unknown, runtime: Runtime,
   context: LambdaContext) => Promise<R>;
 
 /**
- * A Lambda handler running `step` for the state named `state`. Starts
+ * A Lambda handler running `step` for the state named `state`, which reads
+ * the secrets `uses` (its STEP_SECRETS entry) and no others. Starts
  * building the runtime now, at module load, so secrets are read during
  * the cold start rather than on the first invocation's clock.
  */
-export function lambdaHandler<R>(state: string, step: Step<R>):
+export function lambdaHandler<R>(state: string,
+  uses: readonly SecretName[], step: Step<R>):
   (event: unknown, context: LambdaContext) => Promise<R> {
   // a failure here surfaces in the first invocation, with its message
-  runtime().catch(() => {});
+  runtime({ uses }).catch(() => {});
 
   return async (event, context) => {
-    const ready = await runtime();
-    const { logger } = ready;
     logger.addContext(context as Parameters<typeof logger.addContext>[0]);
     logger.appendKeys({ state: stateOf(state, event) });
 
     try {
+      // a cold start that failed is reported like a failed step
+      const ready = await runtime({ uses });
       return await step(event, ready, context);
     } catch (error) {
       const clean = sanitize(error);

@@ -1,6 +1,6 @@
 // What every handler shares within one Lambda container: the logger, the
-// metrics, and the run's dependencies (stores, registries, the token),
-// built once at cold start and reused by every invocation.
+// metrics, and the run's dependencies (stores, registries, the secrets its
+// step uses), built once at cold start and reused by every invocation.
 
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
@@ -17,6 +17,7 @@ import { DynamoDbDigestStore } from '../lib/store/dynamodb-digest-store.js';
 import { DynamoDbRunStore } from '../lib/store/dynamodb-run-store.js';
 import { readConfig, type HandlerConfig } from './config.js';
 import { readSecrets } from './secrets.js';
+import type { SecretName } from './step-secrets.js';
 
 export const SERVICE_NAME = 'ghcr-backup';
 export const METRICS_NAMESPACE = 'GhcrBackup';
@@ -29,6 +30,8 @@ export interface Runtime {
 }
 
 export interface RuntimeOptions {
+  /** The secrets the step reads, from STEP_SECRETS; no others are read. */
+  uses: readonly SecretName[];
   env?: NodeJS.ProcessEnv;
   secrets?: SecretsManagerClient;
   dynamodb?: DynamoDBClient;
@@ -57,31 +60,42 @@ export function coreLogger(target: Logger): RunLogger {
   return { debug: at('debug'), info: at('info'), warn: at('warn') };
 }
 
-let current: Promise<Runtime> | undefined;
+/**
+ * Runtimes by the secrets they hold. A Lambda container runs one step, so
+ * it builds one; a process running every handler (tests) builds one per
+ * step's set of secrets.
+ */
+const started = new Map<string, Promise<Runtime>>();
 
 /**
- * The container's runtime, built on first call (at cold start, as the
- * handler modules call it when loaded). A failed start is forgotten, so
- * the next invocation tries again rather than failing forever.
+ * The container's runtime for a step that reads the secrets `uses`,
+ * built on first call (at cold start, as the handler modules call it when
+ * loaded). A failed start is forgotten, so the next invocation tries
+ * again rather than failing forever.
  */
-export function runtime(options: RuntimeOptions = {}): Promise<Runtime> {
+export function runtime(options: RuntimeOptions): Promise<Runtime> {
+  const key = [...options.uses].sort().join(',');
+  let current = started.get(key);
   if (!current) {
     const starting = createRuntime(options);
     current = starting;
+    started.set(key, starting);
     starting.catch(() => {
-      if (current === starting) current = undefined;
+      if (started.get(key) === starting) started.delete(key);
     });
   }
   return current;
 }
 
-/** Drops the runtime, so the next call builds a new one (tests). */
+/** Drops the runtimes, so the next call builds new ones (tests). */
 export function resetRuntime(): void {
-  current = undefined;
+  started.clear();
 }
 
-async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
-  const config = readConfig(options.env ?? process.env);
+/** A new runtime, reading its step's secrets now; runtime() caches it. */
+export async function createRuntime(options: RuntimeOptions):
+  Promise<Runtime> {
+  const config = readConfig(options.env ?? process.env, options.uses);
   const secrets = await readSecrets(
     options.secrets ?? new SecretsManagerClient({}), config);
 
@@ -91,10 +105,14 @@ async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     logger: log };
 
   // the token for the source registry; the target's credentials (if any)
-  // for every other host; ECR hosts get tokens from the role instead
-  const providers: CredentialProvider[] = [githubTokenCredentials({
-    token: secrets.githubToken, hosts: [config.sourceRegistry.host],
-  })];
+  // for every other host; ECR hosts get tokens from the role instead. A
+  // step that does not read a secret never contacts the host it is for.
+  const providers: CredentialProvider[] = [];
+  if (secrets.githubToken) {
+    providers.push(githubTokenCredentials({
+      token: secrets.githubToken, hosts: [config.sourceRegistry.host],
+    }));
+  }
   if (secrets.targetCredentials) {
     const target = secrets.targetCredentials;
     providers.push(async (host) => host === config.sourceRegistry.host
@@ -108,7 +126,8 @@ async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const deps: RunDeps = {
     runs: new DynamoDbRunStore(stores),
     digests: new DynamoDbDigestStore(stores),
-    github: { token: secrets.githubToken, api: config.githubApi },
+    github: secrets.githubToken === undefined ? undefined
+      : { token: secrets.githubToken, api: config.githubApi },
     source: config.sourceRegistry,
     registry: (endpoint) => registries.registry(endpoint),
     prepareRepository: (target, repository) =>
@@ -120,6 +139,7 @@ async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   logger.debug('runtime ready', {
     table: config.tableName, source: config.sourceRegistry.host,
     githubApi: config.githubApi,
+    githubToken: secrets.githubToken !== undefined,
     targetCredentials: secrets.targetCredentials !== undefined,
   });
   return { config, deps, logger, metrics };

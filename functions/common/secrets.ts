@@ -1,6 +1,7 @@
-// The secrets the handlers need, read from Secrets Manager at cold start.
-// Errors name the secret's ARN and what the role or the secret lacks, and
-// never contain the value.
+// The secrets a step needs, read from Secrets Manager at cold start: only
+// those whose ARN its configuration holds (see STEP_SECRETS). Errors name
+// the secret's ARN and what the role or the secret lacks, and never
+// contain the value.
 
 import {
   GetSecretValueCommand, type SecretsManagerClient,
@@ -12,23 +13,25 @@ import {
 import type { HandlerConfig } from './config.js';
 
 export interface HandlerSecrets {
-  githubToken: string;
+  /** Read when the configuration names its secret. */
+  githubToken?: string;
   targetCredentials?: { username: string; password: string };
 }
 
 export async function readSecrets(client: SecretsManagerClient,
   config: HandlerConfig): Promise<HandlerSecrets> {
+  const tokenArn = config.githubTokenSecretArn;
+  const targetArn = config.targetCredentialsSecretArn;
   const [token, target] = await Promise.all([
-    secretString(client, config.githubTokenSecretArn),
-    config.targetCredentialsSecretArn
-      ? secretString(client, config.targetCredentialsSecretArn)
+    tokenArn ? secretString(client, tokenArn)
+      : Promise.resolve(undefined),
+    targetArn ? secretString(client, targetArn)
       : Promise.resolve(undefined),
   ]);
 
-  const githubToken = token.trim();
-  if (!githubToken) {
-    throw new InvalidInputError(
-      `secret ${config.githubTokenSecretArn} is empty`,
+  const githubToken = token?.trim();
+  if (tokenArn && !githubToken) {
+    throw new InvalidInputError(`secret ${tokenArn} is empty`,
       { hint: 'store the GitHub token (read:packages) as its plain text ' +
         'value' });
   }
@@ -36,7 +39,7 @@ export async function readSecrets(client: SecretsManagerClient,
   return {
     githubToken,
     targetCredentials: target === undefined ? undefined
-      : parseCredentials(target, config.targetCredentialsSecretArn!),
+      : parseCredentials(target, targetArn!),
   };
 }
 

@@ -30,7 +30,11 @@ export interface RunObserver {
 export interface RunDeps {
   runs: RunStore;
   digests: DigestStore;
-  github: {
+  /**
+   * The GitHub API and its token; only listing (ListAndSelect) needs it,
+   * so a deployed step that does not list is built without the token.
+   */
+  github?: {
     /** A token with read:packages; also the source registry's password. */
     token: string;
     /** The REST API root, e.g. https://api.github.com. */

@@ -5,7 +5,7 @@
 // returns only the run id and page numbers: the plan never rides in the
 // workflow's state.
 
-import { TransientError } from '../errors.js';
+import { InvalidInputError, TransientError } from '../errors.js';
 import { listContainerPackages } from '../github/index.js';
 import { formatRegistry } from '../registry/reference.js';
 import {
@@ -37,6 +37,10 @@ export async function listAndSelect(rawInput: unknown, deps: RunDeps,
   const startedAt = now();
   const runId = newRunId(startedAt);
 
+  if (!deps.github) {
+    throw new InvalidInputError('listing packages needs deps.github (the ' +
+      'API and a token), and the caller gave none');
+  }
   const listing = await listContainerPackages({
     ...(run.owner.kind === 'org'
       ? { org: run.owner.name } : { user: run.owner.name }),
