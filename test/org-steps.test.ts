@@ -3,7 +3,7 @@
 // and the handlers' configuration and secrets.
 
 import {
-  GetSecretValueCommand, SecretsManagerClient,
+  GetSecretValueCommand, ResourceNotFoundException, SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -251,6 +251,13 @@ describe('readSecrets', () => {
     TARGET_CREDENTIALS_SECRET_ARN: 'arn:target' };
   const config = readConfig(env, ['githubToken', 'targetCredentials']);
 
+  /** What Secrets Manager answers for a secret that has no version yet. */
+  function noValueYet() {
+    return new ResourceNotFoundException({ $metadata: {},
+      message: 'Secrets Manager can\'t find the specified secret value ' +
+        'for staging label: AWSCURRENT' });
+  }
+
   it('reads the token and the target\'s credentials', async () => {
     // Prepare
     secrets.on(GetSecretValueCommand, { SecretId: 'arn:token' })
@@ -328,5 +335,46 @@ describe('readSecrets', () => {
         message: 'reading secret arn:token failed (AccessDeniedException)',
         hint: expect.stringMatching(/secretsmanager:GetSecretValue/) });
       await expect(target).rejects.toThrow(NotFoundError);
+    });
+
+  it('says a secret created empty has no value yet and how to put one',
+    async () => {
+      // Prepare: both secrets as the stack creates them
+      secrets.on(GetSecretValueCommand).rejects(noValueYet());
+
+      // Act
+      const token = readSecrets(new SecretsManagerClient({}),
+        { ...config, targetCredentialsSecretArn: undefined });
+      const target = readSecrets(new SecretsManagerClient({}),
+        { ...config, githubTokenSecretArn: undefined });
+
+      // Assess
+      await expect(token).rejects.toThrow(NotFoundError);
+      await expect(token).rejects.toThrow('secret arn:token has no value ' +
+        'yet (ResourceNotFoundException); put one with: aws ' +
+        'secretsmanager put-secret-value --secret-id arn:token ' +
+        '--secret-string "$GITHUB_TOKEN"');
+      await expect(target).rejects.toThrow('aws secretsmanager ' +
+        'put-secret-value --secret-id arn:target --secret-string ' +
+        '\'{"username": "...", "password": "..."}\'');
+    });
+
+  it('tells a secret that does not exist from one without a value',
+    async () => {
+      // Prepare: what Secrets Manager answers for an ARN of no secret
+      secrets.on(GetSecretValueCommand).rejects(
+        new ResourceNotFoundException({ $metadata: {},
+          message: 'Secrets Manager can\'t find the specified secret.' }));
+
+      // Act
+      const act = readSecrets(new SecretsManagerClient({}),
+        { ...config, targetCredentialsSecretArn: undefined });
+
+      // Assess
+      await expect(act).rejects.toThrow(NotFoundError);
+      await expect(act).rejects.toThrow('reading secret arn:token failed ' +
+        '(ResourceNotFoundException): no such secret in this account and ' +
+        'region; fix the secret\'s name or ARN');
+      await expect(act).rejects.not.toThrow(/put-secret-value|no value/);
     });
 });

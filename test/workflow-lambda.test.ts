@@ -6,16 +6,17 @@
 // Summarize emits as CloudWatch embedded metrics.
 
 import {
-  GetSecretValueCommand, SecretsManagerClient,
+  GetSecretValueCommand, ResourceNotFoundException, SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { synthesizeWorkflowDefinition } from '../infra/workflow.js';
-import { createRuntime }
+import { createRuntime, resetRuntime }
   from '../functions/common/runtime.js';
 import { STEP_SECRETS, type StepName }
   from '../functions/common/step-secrets.js';
+import { NotFoundError } from '../functions/lib/errors.js';
 import { DynamoDbDigestStore }
   from '../functions/lib/store/dynamodb-digest-store.js';
 import { DynamoDbRunStore } from '../functions/lib/store/dynamodb-run-store.js';
@@ -44,6 +45,7 @@ let target: TestRegistry;
 let images: Fixture[];
 const secrets = mockClient(SecretsManagerClient);
 let handlers: Record<string, LocalHandler>;
+let listHandler: LambdaHandler;
 
 type LambdaHandler = (event: unknown, context: {
   getRemainingTimeInMillis(): number; awsRequestId: string;
@@ -109,6 +111,7 @@ beforeAll(async () => {
     import('../functions/copy-image.js'),
     import('../functions/summarize.js'),
   ]);
+  listHandler = list.handler;
   handlers = {
     ListAndSelect: asLocal('ListAndSelect', list.handler),
     CheckPage: asLocal('CheckPage', check.handler),
@@ -234,4 +237,48 @@ describe('each Lambda function\'s cold start', () => {
       expect(secretsAsked().sort()).toEqual([...arns].sort());
     });
   }
+
+  it('reports a secret without a value with the command that puts one',
+    async () => {
+      // Prepare: the token secret as the stack creates it, and a
+      // container starting afresh
+      secrets.on(GetSecretValueCommand, { SecretId: TOKEN_ARN }).rejects(
+        new ResourceNotFoundException({ $metadata: {},
+          message: 'Secrets Manager can\'t find the specified secret ' +
+            'value for staging label: AWSCURRENT' }));
+      resetRuntime();
+      // errors go to stderr
+      let stderr = '';
+      const write = vi.spyOn(process.stderr, 'write')
+        .mockImplementation((chunk: string | Uint8Array) => {
+          stderr += chunk.toString();
+          return true;
+        });
+
+      try {
+        // Act
+        const act = listHandler({ org: 'acme',
+          target: `http://${target.host}/mirror` }, {
+          getRemainingTimeInMillis: () => 60_000,
+          awsRequestId: 'cold-start', functionName: 'ghcr-backup-list' });
+
+        // Assess: in the error Step Functions sees, and in the log
+        const command = 'aws secretsmanager put-secret-value --secret-id ' +
+          `${TOKEN_ARN} --secret-string "$GITHUB_TOKEN"`;
+        await expect(act).rejects.toThrow(NotFoundError);
+        await expect(act).rejects.toThrow(`secret ${TOKEN_ARN} has no ` +
+          `value yet (ResourceNotFoundException); put one with: ${command}`);
+        const logged = stderr.split('\n').filter(Boolean)
+          .map((line) => JSON.parse(line) as Record<string, any>);
+        expect(logged).toEqual([expect.objectContaining({
+          level: 'ERROR', message: 'step failed', state: 'ListAndSelect',
+          error: expect.objectContaining({ name: 'NotFoundError',
+            message: expect.stringContaining(command) }) })]);
+      } finally {
+        write.mockRestore();
+        secrets.on(GetSecretValueCommand, { SecretId: TOKEN_ARN })
+          .resolves({ SecretString: DEFAULT_TOKEN });
+        resetRuntime();
+      }
+    });
 });

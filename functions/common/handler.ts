@@ -3,7 +3,7 @@
 // errors out with their stable names (Step Functions retries and catches
 // by them) and without anything that looks like a secret.
 
-import { redact } from '../lib/errors.js';
+import { BackupError, redact } from '../lib/errors.js';
 import { logger, runtime, type Runtime } from './runtime.js';
 import type { SecretName } from './step-secrets.js';
 
@@ -34,13 +34,16 @@ export function lambdaHandler<R>(state: string,
     logger.appendKeys({ state: stateOf(state, event) });
 
     try {
-      // a cold start that failed is reported like a failed step
+      // a cold start that failed (a secret without a value) is reported
+      // like a failed step, with what to do
       const ready = await runtime({ uses });
       return await step(event, ready, context);
     } catch (error) {
       const clean = sanitize(error);
+      const hint = clean instanceof BackupError && clean.hint
+        ? redact(clean.hint) : undefined;
       logger.error('step failed', {
-        error: { name: clean.name, message: clean.message },
+        error: { name: clean.name, message: clean.message, hint },
       });
       throw clean;
     }
