@@ -7,7 +7,7 @@ import {
   RepositoryNotFoundException,
 } from '@aws-sdk/client-ecr';
 import { mockClient } from 'aws-sdk-client-mock';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 
 import {
   EcrRepositories,
@@ -15,6 +15,13 @@ import {
   ecrCredentialProvider,
   parseEcrHost,
 } from '../functions/lib/aws/ecr.js';
+import { RegistryClient } from '../functions/lib/registry/client.js';
+import { staticCredentials } from '../functions/lib/registry/credentials.js';
+import { ECR_UPLOADS } from '../functions/lib/run/registries.js';
+import {
+  createLayout, pushFixture, requireBinaries, startProxy, startRegistry,
+  stopAll,
+} from './harness/index.js';
 
 const HOST = '123456789012.dkr.ecr.eu-west-1.amazonaws.com';
 const HOUR = 3600 * 1000;
@@ -222,4 +229,44 @@ describe('EcrRepositories.ensureRepository', () => {
     expect(() => new EcrRepositories('ghcr.io'))
       .toThrow(/not an Amazon ECR registry/);
   });
+});
+
+describe('uploads to ECR', () => {
+  afterAll(stopAll);
+
+  it('send a blob larger than ECR\'s 5 MiB part minimum in one PUT',
+    async () => {
+      // Prepare: a 6 MiB layer, read from one repository of a registry
+      // and pushed to another through a proxy that sees every request
+      requireBinaries();
+      const layout = await createLayout();
+      const image = await layout.image({ layerSizes: [6 * 1024 * 1024] });
+      const layer = image.layers![0]!;
+      const registry = await startRegistry({ auth: 'htpasswd',
+        name: 'ecr-like' });
+      await pushFixture(image, registry, 'ghcr/app:v1');
+      const proxy = await startProxy(registry);
+      const client = new RegistryClient({
+        endpoint: { host: proxy.host, scheme: 'http' },
+        credentials: staticCredentials({
+          [proxy.host]: registry.credentials }),
+        ...ECR_UPLOADS,
+      });
+
+      // Act
+      const outcome = await client.pushBlob('backup/app', layer,
+        { registry: client, repository: 'ghcr/app' });
+
+      // Assess: no PATCH, one PUT with the whole blob and its digest
+      expect(outcome).toEqual({ action: 'uploaded', bytes: layer.size });
+      const uploads = proxy.requests().filter((r) =>
+        r.url.includes('/backup/app/blobs/uploads/') && r.status !== 401);
+      expect(uploads.map((r) => r.method)).toEqual(['POST', 'PUT']);
+      expect(uploads[1]!.headers['content-length'])
+        .toBe(String(layer.size));
+      expect(uploads[1]!.url).toContain(
+        `digest=${encodeURIComponent(layer.digest)}`);
+      expect(await client.headBlob('backup/app', layer.digest))
+        .toMatchObject({ size: layer.size });
+    });
 });

@@ -11,7 +11,9 @@
 // before.
 
 import type { EcrRepositories } from '../aws/ecr.js';
-import { RegistryClient } from '../registry/client.js';
+import {
+  RegistryClient, type RegistryClientOptions,
+} from '../registry/client.js';
 import type { RetryOptions } from '../registry/retry.js';
 import type {
   BlobPushOptions, BlobPushOutcome, BlobSource, BlobStream,
@@ -37,11 +39,29 @@ type EcrModule = typeof import('../aws/ecr.js');
 let ecrModule: Promise<EcrModule> | undefined;
 const loadEcr = () => (ecrModule ??= import('../aws/ecr.js'));
 
-/** ECR takes uploads in parts of 5 MiB at least (the last excepted). */
 const MiB = 1024 * 1024;
-const ECR_UPLOADS = {
-  chunkedUploadAbove: 0,
-  chunkSize: 20 * MiB,
+
+/**
+ * How blobs are uploaded to ECR: in one streamed PUT (POST opens the
+ * session, a PUT carries the whole blob and its digest), whatever the
+ * blob's size, which ECR takes as any registry does.
+ *
+ * Not in chunks: ECR breaks the chunked protocol. It answers a PATCH with
+ * 201 where the distribution spec says 202, and it keeps only the first
+ * PATCH of an upload: later ones are answered as accepted while their
+ * bytes are dropped and its Range header stops advancing. A blob of more
+ * than one chunk therefore never arrives whole; the client notices the
+ * Range that did not advance and sends the blob again in one PUT, so
+ * chunking only ever cost a blob sent twice.
+ *
+ * The client still falls back to chunks if a registry refuses a
+ * monolithic PUT (405, 413, 415, 501). Should ECR ever do that, its parts
+ * must be 5 MiB at least (the last excepted), hence minChunkSize; a blob
+ * that fits one PATCH (the client's 64 MiB chunks) still goes through,
+ * and a larger one fails (the Range check, or ECR's digest check at the
+ * final PUT) rather than being stored corrupt.
+ */
+export const ECR_UPLOADS: Pick<RegistryClientOptions, 'minChunkSize'> = {
   minChunkSize: 5 * MiB,
 };
 
