@@ -3,6 +3,10 @@
 // more than an unchanged rerun's own work, so the definition is kept under
 // the state directory, keyed by the source that builds it and the
 // aws-cdk-lib version, and synthesized again whenever either changes.
+//
+// This module serves runs from source (tsx, the tests). The built CLI that
+// `npm start` runs carries the definition synthesized at build time in its
+// place (scripts/build.mjs), and so never loads aws-cdk-lib.
 
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
