@@ -2,7 +2,9 @@
 // `node --cpu-prof`) summed by function, self time first.
 
 import { readdir, readFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { SourceMap } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { PROJECT_DIR } from './engine.js';
 import { table } from './report.js';
@@ -11,6 +13,7 @@ interface CpuProfileNode {
   id: number;
   callFrame: {
     functionName: string; url: string; lineNumber: number;
+    columnNumber: number;
   };
   children?: number[];
 }
@@ -52,6 +55,8 @@ export async function summariseProfile(dir: string, top = 15):
   const profile = JSON.parse(await readFile(join(dir, file), 'utf8')) as
     CpuProfile;
 
+  await mapToSources(profile.nodes);
+
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<string, number>();
   const moduleUs = new Map<string, number>();
@@ -77,6 +82,30 @@ export async function summariseProfile(dir: string, top = 15):
     top: lines(selfUs).slice(0, top),
     byModule: lines(moduleUs).slice(0, top),
   };
+}
+
+/**
+ * Points the frames of the built CLI (dist/) at the TypeScript or package
+ * source they were bundled from, through the bundle's source maps.
+ */
+async function mapToSources(nodes: CpuProfileNode[]): Promise<void> {
+  const maps = new Map<string, SourceMap | undefined>();
+  for (const node of nodes) {
+    const { url, lineNumber, columnNumber } = node.callFrame;
+    if (!url.startsWith('file://') || !url.includes('/dist/')) continue;
+
+    if (!maps.has(url)) {
+      const payload = await readFile(`${fileURLToPath(url)}.map`, 'utf8')
+        .then((text) => JSON.parse(text) as object, () => undefined);
+      maps.set(url, payload && new SourceMap(payload as never));
+    }
+    const entry = maps.get(url)?.findEntry(lineNumber, columnNumber);
+    if (!entry || !('originalSource' in entry)) continue;
+
+    node.callFrame.url = pathToFileURL(resolve(dirname(fileURLToPath(url)),
+      entry.originalSource)).href;
+    node.callFrame.lineNumber = entry.originalLine;
+  }
 }
 
 /** `tsx`, `functions/lib/registry`, `node:internal/streams`, `(idle)`. */
