@@ -19,7 +19,7 @@ import {
 import type { ImageReference } from '../lib/registry/types.js';
 import { LocalDigestStore } from '../lib/store/local-digest-store.js';
 import {
-  ExitCode, ProgressLine, UsageError, errorJson, formatBytes, formatDuration,
+  ExitCode, abortOnInterrupt, readCommandLine, wholeNumberFlag, ProgressLine, UsageError, errorJson, formatBytes, formatDuration,
   plural, printJson, processTerminal, reportError, type Terminal,
 } from './output.js';
 
@@ -71,29 +71,17 @@ export interface CopyCommand {
 
 export async function main(args: string[], terminal: Terminal =
   processTerminal, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let command: CopyCommand | 'help';
-  try {
-    command = readCommand(args, env);
-  } catch (error) {
-    return reportError(terminal, error, 'copy');
-  }
-  if (command === 'help') {
-    terminal.stdout.write(HELP);
-    return ExitCode.ok;
-  }
+  const read = readCommandLine(terminal, 'copy', HELP,
+    () => readCommand(args, env));
+  if ('exit' in read) return read.exit;
+  const { command } = read;
 
-  // Ctrl-C stops the requests; a second one leaves at once
-  const controller = new AbortController();
-  const onSignal = () => {
-    if (controller.signal.aborted) process.exit(ExitCode.interrupted);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
+  const interrupt = abortOnInterrupt();
 
   const store = new LocalDigestStore({ dir: command.stateDir });
   const progress = new CopyProgress(new ProgressLine(terminal));
   try {
-    const result = await runCopy(command, store, controller.signal,
+    const result = await runCopy(command, store, interrupt.signal,
       (event) => progress.onEvent(event));
     progress.clear();
     printResult(terminal, command, result);
@@ -106,7 +94,7 @@ export async function main(args: string[], terminal: Terminal =
     }
     return reportError(terminal, error, 'copy');
   } finally {
-    process.off('SIGINT', onSignal);
+    interrupt.dispose();
     await store.close();
   }
 }
@@ -143,12 +131,8 @@ export function readCommand(args: string[], env: NodeJS.ProcessEnv):
   const target = parseReference(positionals[1]!, 'DST', true);
   const tags = targetTags(source, target);
 
-  const concurrency = Number(values.concurrency);
-  if (!/^\d+$/.test(values.concurrency) || concurrency < 1 ||
-    concurrency > 64) {
-    throw new UsageError(`--concurrency must be a whole number from 1 to ` +
-      `64, got "${values.concurrency}"`);
-  }
+  const concurrency = wholeNumberFlag('--concurrency', values.concurrency,
+    1, 64);
   if (values.state === '') throw new UsageError('--state needs a directory');
 
   const homeDir = env.HOME || homedir();

@@ -148,3 +148,52 @@ export function errorJson(error: unknown): { name: string; message: string } {
   const name = error instanceof Error ? error.name : 'Error';
   return { name, message: describeError(error) };
 }
+
+/**
+ * Reads a command line with `read`. On `--help` prints `help` and returns
+ * the exit status; on a bad command line prints why and returns its exit
+ * status; else returns the command.
+ */
+export function readCommandLine<T>(terminal: Terminal, name: string,
+  help: string, read: () => T | 'help'): { command: T } | { exit: number } {
+  let command: T | 'help';
+  try {
+    command = read();
+  } catch (error) {
+    return { exit: reportError(terminal, error, name) };
+  }
+  if (command === 'help') {
+    terminal.stdout.write(help);
+    return { exit: ExitCode.ok };
+  }
+  return { command };
+}
+
+/** The whole number `text` given to `flag`, within [min, max]. */
+export function wholeNumberFlag(flag: string, text: string, min: number,
+  max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) {
+    throw new UsageError(`${flag} must be a whole number from ${min} to ` +
+      `${max}, got "${text}"`);
+  }
+  return value;
+}
+
+/**
+ * An abort signal that the first Ctrl-C fires, so requests stop and a
+ * summary can still be printed; a second Ctrl-C leaves at once.
+ */
+export function abortOnInterrupt(): { signal: AbortSignal;
+  dispose(): void } {
+  const controller = new AbortController();
+  const onSignal = () => {
+    if (controller.signal.aborted) process.exit(ExitCode.interrupted);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  return {
+    signal: controller.signal,
+    dispose: () => { process.off('SIGINT', onSignal); },
+  };
+}

@@ -15,7 +15,9 @@ import { registryCredentials } from '../lib/registry/credentials.js';
 import { parseRegistry } from '../lib/registry/reference.js';
 import type { RegistryEndpoint } from '../lib/registry/types.js';
 import type { RunDeps } from '../lib/run/deps.js';
-import { parseExecutionInput } from '../lib/run/input.js';
+import {
+  MAX_IMAGE_CONCURRENCY, parseExecutionInput,
+} from '../lib/run/input.js';
 import { getRunRecord } from '../lib/run/record.js';
 import { Registries } from '../lib/run/registries.js';
 import { imageName } from '../lib/run/summarize.js';
@@ -29,7 +31,7 @@ import { runWorkflowLocally, type LocalRunReport }
   from '../local/run-workflow.js';
 import { defaultStateDir } from './copy.js';
 import {
-  ExitCode, ProgressLine, UsageError, errorJson, formatBytes, formatDuration,
+  ExitCode, abortOnInterrupt, readCommandLine, wholeNumberFlag, ProgressLine, UsageError, errorJson, formatBytes, formatDuration,
   plural, printJson, processTerminal, reportError, type Terminal,
 } from './output.js';
 
@@ -91,24 +93,12 @@ const GONE_SHOWN = 50;
 
 export async function main(args: string[], terminal: Terminal =
   processTerminal, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let command: RunCommand | 'help';
-  try {
-    command = readCommand(args, env);
-  } catch (error) {
-    return reportError(terminal, error, 'run');
-  }
-  if (command === 'help') {
-    terminal.stdout.write(HELP);
-    return ExitCode.ok;
-  }
+  const read = readCommandLine(terminal, 'run', HELP,
+    () => readCommand(args, env));
+  if ('exit' in read) return read.exit;
+  const { command } = read;
 
-  // Ctrl-C stops the run; a second one leaves at once
-  const controller = new AbortController();
-  const onSignal = () => {
-    if (controller.signal.aborted) process.exit(ExitCode.interrupted);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
+  const interrupt = abortOnInterrupt();
 
   const runs = new LocalRunStore({ dir: command.stateDir });
   const digests = new LocalDigestStore({ dir: command.stateDir });
@@ -120,10 +110,10 @@ export async function main(args: string[], terminal: Terminal =
       handlers: localHandlers(deps),
       // synthesized by CDK, and validated by the tests
       validate: false,
-      signal: controller.signal,
+      signal: interrupt.signal,
     });
     progress.clear();
-    if (controller.signal.aborted) {
+    if (interrupt.signal.aborted) {
       throw new InterruptedError('the backup was interrupted', {
         hint: 'run it again: what was copied is skipped' });
     }
@@ -136,7 +126,7 @@ export async function main(args: string[], terminal: Terminal =
     }
     return reportError(terminal, error, 'run');
   } finally {
-    process.off('SIGINT', onSignal);
+    interrupt.dispose();
     await digests.close();
   }
 }
@@ -173,14 +163,9 @@ export function readCommand(args: string[], env: NodeJS.ProcessEnv):
   if (!values.target) throw new UsageError('--target is required');
   if (values.state === '') throw new UsageError('--state needs a directory');
 
-  let concurrency: number | undefined;
-  if (values.concurrency !== undefined) {
-    concurrency = Number(values.concurrency);
-    if (!/^\d+$/.test(values.concurrency)) {
-      throw new UsageError('--concurrency must be a whole number, got ' +
-        `"${values.concurrency}"`);
-    }
-  }
+  const concurrency = values.concurrency === undefined ? undefined
+    : wholeNumberFlag('--concurrency', values.concurrency, 1,
+      MAX_IMAGE_CONCURRENCY);
 
   const input: ExecutionInput = {
     ...(values.org !== undefined ? { org: values.org } : {}),

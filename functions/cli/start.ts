@@ -11,7 +11,9 @@ import { parseArgs } from 'node:util';
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 
 import { InvalidInputError } from '../lib/errors.js';
-import { parseExecutionInput } from '../lib/run/input.js';
+import {
+  MAX_IMAGE_CONCURRENCY, parseExecutionInput,
+} from '../lib/run/input.js';
 import type { ExecutionInput } from '../lib/run/types.js';
 import {
   type AwsClients,
@@ -24,7 +26,7 @@ import {
   type StackTarget,
 } from './deployed.js';
 import {
-  ExitCode, UsageError, printJson, processTerminal, reportError,
+  ExitCode, readCommandLine, wholeNumberFlag, UsageError, printJson, processTerminal, reportError,
   type Terminal,
 } from './output.js';
 
@@ -67,16 +69,10 @@ export interface StartCommand extends StackTarget {
 export async function main(args: string[],
   terminal: Terminal = processTerminal,
   clients: AwsClients = defaultClients()): Promise<number> {
-  let command: StartCommand | 'help';
-  try {
-    command = readCommand(args);
-  } catch (error) {
-    return reportError(terminal, error, 'start');
-  }
-  if (command === 'help') {
-    terminal.stdout.write(HELP);
-    return ExitCode.ok;
-  }
+  const read = readCommandLine(terminal, 'start', HELP,
+    () => readCommand(args));
+  if ('exit' in read) return read.exit;
+  const { command } = read;
 
   try {
     const started = await startRun(command, clients);
@@ -121,14 +117,9 @@ export function readCommand(args: string[]): StartCommand | 'help' {
   if (values.org !== undefined && values.user !== undefined) {
     throw new UsageError('give --org or --user, not both');
   }
-  let concurrency: number | undefined;
-  if (values.concurrency !== undefined) {
-    concurrency = Number(values.concurrency);
-    if (!/^\d+$/.test(values.concurrency)) {
-      throw new UsageError('--concurrency must be a whole number, got ' +
-        `"${values.concurrency}"`);
-    }
-  }
+  const concurrency = values.concurrency === undefined ? undefined
+    : wholeNumberFlag('--concurrency', values.concurrency, 1,
+      MAX_IMAGE_CONCURRENCY);
 
   const overrides: Partial<ExecutionInput> = {
     ...(values.org !== undefined && { org: values.org }),

@@ -27,7 +27,7 @@ import {
   type StackTarget,
 } from './deployed.js';
 import {
-  ExitCode, UsageError, formatBytes, formatDuration, plural, printJson,
+  ExitCode, readCommandLine, wholeNumberFlag, UsageError, formatBytes, formatDuration, plural, printJson,
   processTerminal, reportError, type Terminal,
 } from './output.js';
 
@@ -62,16 +62,10 @@ export interface StatusCommand extends StackTarget {
 export async function main(args: string[],
   terminal: Terminal = processTerminal,
   clients: AwsClients = defaultClients()): Promise<number> {
-  let command: StatusCommand | 'help';
-  try {
-    command = readCommand(args);
-  } catch (error) {
-    return reportError(terminal, error, 'status');
-  }
-  if (command === 'help') {
-    terminal.stdout.write(HELP);
-    return ExitCode.ok;
-  }
+  const read = readCommandLine(terminal, 'status', HELP,
+    () => readCommand(args));
+  if ('exit' in read) return read.exit;
+  const { command } = read;
 
   try {
     const runs = await latestRuns(command, clients);
@@ -105,11 +99,7 @@ export function readCommand(args: string[]): StatusCommand | 'help' {
   }
   if (values.help) return 'help';
 
-  const limit = Number(values.limit);
-  if (!/^\d+$/.test(values.limit) || limit < 1 || limit > 100) {
-    throw new UsageError('--limit must be a whole number from 1 to 100, ' +
-      `got "${values.limit}"`);
-  }
+  const limit = wholeNumberFlag('--limit', values.limit, 1, 100);
   return {
     stackName: values.stack,
     stateMachineArn: values['state-machine-arn'],
