@@ -59,6 +59,15 @@ function printHelp(stream: NodeJS.WritableStream): void {
   stream.write(`${lines.join('\n')}\n`);
 }
 
+// a reader that closes the pipe early (`| head`) has all it wanted: leave
+// quietly instead of dying on the write
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
+}
+
 main(process.argv.slice(2)).then(
   (status) => { process.exitCode = status; },
   (error: unknown) => {
