@@ -19,13 +19,13 @@
 // record twice, or out of order, harmless.
 
 import {
-  open, readdir, readFile, rename, rm, stat, unlink, type FileHandle,
+  open, readdir, rename, rm, unlink, type FileHandle,
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DigestStore, StoreLogger } from './types.js';
 import {
-  appendLine, errorCode, fileError, fileNameFor, parseLines, splitLines,
-  uniqueSuffix, writeFileAtomic,
+  appendLine, errorCode, fileError, fileNameFor, parseLines, readOptional,
+  splitLines, statOptional, uniqueSuffix, writeFileAtomic,
 } from './local-files.js';
 
 export interface LocalDigestStoreOptions {
@@ -254,13 +254,22 @@ class RegistryLocations {
       }
     }
 
-    for (const name of await this.#compactingLogs()) {
+    await this.#applyCompactingAndSnapshot();
+  }
+
+  /**
+   * Applies the logs being compacted, then the snapshot; returns the names
+   * of the logs it read.
+   */
+  async #applyCompactingAndSnapshot(): Promise<string[]> {
+    const names = await this.#compactingLogs();
+    for (const name of names) {
       const text = await readOptional(join(this.#folder, name));
       if (text !== undefined) this.#applyLines(splitLines(text).lines);
     }
 
-    const snapshot = await this.#readSnapshot();
-    this.#applySnapshot(snapshot);
+    this.#applySnapshot(await this.#readSnapshot());
+    return names;
   }
 
   async #readLog(): Promise<void> {
@@ -381,16 +390,11 @@ class RegistryLocations {
 
     // new writers start a fresh log from here on
     const moved = join(this.#folder,
-      `log.${Date.now()}-${uniqueSuffix()}.compacting`);
+      `log.${started}-${uniqueSuffix()}.compacting`);
     await renameOptional(join(this.#folder, LOG), moved);
 
     // merge everything into this object's memory, then write it out
-    const names = await this.#compactingLogs();
-    for (const name of names) {
-      const text = await readOptional(join(this.#folder, name));
-      if (text !== undefined) this.#applyLines(splitLines(text).lines);
-    }
-    this.#applySnapshot(await this.#readSnapshot());
+    const names = await this.#applyCompactingAndSnapshot();
 
     const snapshot: Snapshot = { format: 1, registry: this.#registry,
       locations: {} };
@@ -446,24 +450,6 @@ function isLogRecord(value: unknown): value is LogRecord {
 
 async function inodeOf(path: string): Promise<number | undefined> {
   return (await statOptional(path))?.ino;
-}
-
-async function statOptional(path: string) {
-  try {
-    return await stat(path);
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined;
-    throw fileError(error, 'read', path);
-  }
-}
-
-async function readOptional(path: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(path);
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined;
-    throw fileError(error, 'read', path);
-  }
 }
 
 async function renameOptional(from: string, to: string): Promise<void> {

@@ -3,7 +3,9 @@
 // append-only logs of JSON lines that several processes may write at once.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import {
+  mkdir, open, readFile, rename, rm, stat,
+} from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 
@@ -109,6 +111,27 @@ export function parseLines<T>(lines: readonly string[],
     }
   }
   return values;
+}
+
+/** The file's bytes, or undefined when there is no such file. */
+export async function readOptional(path: string):
+  Promise<Buffer | undefined> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    throw fileError(error, 'read', path);
+  }
+}
+
+/** The file's stats, or undefined when there is no such file. */
+export async function statOptional(path: string) {
+  try {
+    return await stat(path);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return undefined;
+    throw fileError(error, 'read', path);
+  }
 }
 
 /** The error code of a failed file operation, if it has one. */

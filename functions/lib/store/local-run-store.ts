@@ -11,15 +11,15 @@
 // folder untouched for `retentionDays` is deleted by the next store that
 // starts writing.
 
-import { readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidInputError, NotFoundError } from '../errors.js';
 import type {
   ImageResult, PlannedImage, RunStore, StoreLogger,
 } from './types.js';
 import {
-  appendLine, errorCode, fileError, fileNameFor, parseLines, splitLines,
-  writeFileAtomic,
+  appendLine, errorCode, fileError, fileNameFor, parseLines, readOptional,
+  splitLines, writeFileAtomic,
 } from './local-files.js';
 import { checkRunId, pageLabel, resultKey } from './records.js';
 
@@ -192,14 +192,5 @@ export class LocalRunStore implements RunStore {
 
   #inventoryPath(target: string): string {
     return join(this.#dir, 'inventory', `${fileNameFor(target)}.json`);
-  }
-}
-
-async function readOptional(path: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(path);
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return undefined;
-    throw fileError(error, 'read', path);
   }
 }
