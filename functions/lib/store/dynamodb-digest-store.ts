@@ -3,9 +3,9 @@
 // was last remembered. A lookup is one Query of one partition.
 
 import type { DynamoDBClient, WriteRequest } from '@aws-sdk/client-dynamodb';
-import { InvalidInputError } from '../errors.js';
 import { tableSchema } from './dynamodb-schema.js';
 import { key, Table } from './dynamodb-table.js';
+import { checkDays, newestFirst, strictClock } from './records.js';
 import type { DigestStore, StoreLogger } from './types.js';
 
 export interface DynamoDbDigestStoreOptions {
@@ -27,20 +27,16 @@ const { sortKey: SK, timeToLiveAttribute: TTL } = tableSchema;
 export class DynamoDbDigestStore implements DigestStore {
   readonly #table: Table;
   readonly #ttlSeconds?: number;
-  readonly #now: () => number;
-  #lastAt = 0;
+  readonly #clock: () => number;
 
   constructor(options: DynamoDbDigestStoreOptions) {
     const days = options.locationTtlDays;
-    if (days !== undefined && !(days > 0)) {
-      throw new InvalidInputError(
-        `locationTtlDays must be a positive number of days, got ${days}`);
-    }
+    if (days !== undefined) checkDays('locationTtlDays', days);
 
     this.#table = new Table(options.client, options.tableName,
       options.logger);
     this.#ttlSeconds = days === undefined ? undefined : days * 86_400;
-    this.#now = options.now ?? Date.now;
+    this.#clock = strictClock(options.now ?? Date.now);
   }
 
   async locate(registry: string, digest: string): Promise<string[]> {
@@ -49,12 +45,8 @@ export class DynamoDbDigestStore implements DigestStore {
     const items = await this.#table.query(partition(registry, digest),
       { attributes: ['at'], consistent: false });
 
-    return items
-      .map((item) => ({ repository: item[SK]?.S ?? '',
-        at: Number(item.at?.N ?? 0) }))
-      .sort((a, b) => b.at - a.at ||
-        (a.repository < b.repository ? -1 : 1))
-      .map(({ repository }) => repository);
+    return newestFirst(items.map((item) =>
+      [item[SK]?.S ?? '', Number(item.at?.N ?? 0)] as const));
   }
 
   async remember(registry: string, repository: string,
@@ -78,13 +70,6 @@ export class DynamoDbDigestStore implements DigestStore {
   async forget(registry: string, repository: string, digest: string):
     Promise<void> {
     await this.#table.delete(partition(registry, digest), repository);
-  }
-
-  // strictly increasing, so that two remembers in one millisecond still
-  // order their locations
-  #clock(): number {
-    this.#lastAt = Math.max(this.#now(), this.#lastAt + 1);
-    return this.#lastAt;
   }
 }
 

@@ -4,13 +4,13 @@
 // DynamoDB's 400 KB whatever the number of tags.
 
 import type { DynamoDBClient, WriteRequest } from '@aws-sdk/client-dynamodb';
-import { InvalidInputError, NotFoundError } from '../errors.js';
+import { NotFoundError } from '../errors.js';
 import {
   decodeBody, decodeChunks, encodeBody, encodeChunks, parseChunkKey,
 } from './dynamodb-items.js';
 import { tableSchema } from './dynamodb-schema.js';
 import { key, Table, type Item } from './dynamodb-table.js';
-import { checkRunId, pageLabel, resultKey } from './records.js';
+import { checkDays, checkRunId, pageLabel, resultKey } from './records.js';
 import type {
   ImageResult, PlannedImage, RunStore, StoreLogger,
 } from './types.js';
@@ -37,10 +37,7 @@ export class DynamoDbRunStore implements RunStore {
 
   constructor(options: DynamoDbRunStoreOptions) {
     const days = options.runTtlDays ?? 30;
-    if (!(days > 0)) {
-      throw new InvalidInputError(
-        `runTtlDays must be a positive number of days, got ${days}`);
-    }
+    checkDays('runTtlDays', days);
 
     this.#table = new Table(options.client, options.tableName,
       options.logger);
@@ -50,13 +47,7 @@ export class DynamoDbRunStore implements RunStore {
 
   async putPlanPage(runId: string, page: number, images: PlannedImage[]):
     Promise<void> {
-    const { head, rest } = await encodeChunks(runPartition(runId),
-      `PLAN#${pageLabel(page)}`, images, this.#expiry());
-
-    // chunks a longer earlier write left behind are ignored by readers
-    // (the head says how many count) and expire with the run
-    await this.#table.writeAll(rest.map(put));
-    await this.#table.put(head);
+    await this.#putRunRecord(runId, `PLAN#${pageLabel(page)}`, images);
   }
 
   async getPlanPage(runId: string, page: number): Promise<PlannedImage[]> {
@@ -92,10 +83,7 @@ export class DynamoDbRunStore implements RunStore {
   async putRunInfo(runId: string, info: Record<string, unknown>):
     Promise<void> {
     // tags gone from the source can make run info large: chunk it too
-    const { head, rest } = await encodeChunks(runPartition(runId), 'INFO',
-      info, this.#expiry());
-    await this.#table.writeAll(rest.map(put));
-    await this.#table.put(head);
+    await this.#putRunRecord(runId, 'INFO', info);
   }
 
   async getRunInfo(runId: string):
@@ -158,6 +146,18 @@ export class DynamoDbRunStore implements RunStore {
     await this.#table.writeAll(rest.map(put));
     await this.#table.writeAll(heads.map(put));
     await this.#table.writeAll(stale);
+  }
+
+  /** Writes a chunked record of a run: its chunks, then its head. */
+  async #putRunRecord(runId: string, base: string, value: unknown):
+    Promise<void> {
+    const { head, rest } = await encodeChunks(runPartition(runId), base,
+      value, this.#expiry());
+
+    // chunks a longer earlier write left behind are ignored by readers
+    // (the head says how many count) and expire with the run
+    await this.#table.writeAll(rest.map(put));
+    await this.#table.put(head);
   }
 
   #expiry(): Item {

@@ -27,6 +27,7 @@ import {
   appendLine, errorCode, fileError, fileNameFor, parseLines, readOptional,
   splitLines, statOptional, uniqueSuffix, writeFileAtomic,
 } from './local-files.js';
+import { newestFirst, strictClock } from './records.js';
 
 export interface LocalDigestStoreOptions {
   /** The state directory; locations live under `DIR/digests/`. */
@@ -74,15 +75,14 @@ const STALE_LOCK_MS = 10 * 60 * 1000;
 export class LocalDigestStore implements DigestStore {
   readonly #dir: string;
   readonly #compactAfterBytes: number;
-  readonly #now: () => number;
+  readonly #clock: () => number;
   readonly #logger?: StoreLogger;
   readonly #registries = new Map<string, Promise<RegistryLocations>>();
-  #lastAt = 0;
 
   constructor(options: LocalDigestStoreOptions) {
     this.#dir = options.dir;
     this.#compactAfterBytes = options.compactAfterBytes ?? 4 * 1024 * 1024;
-    this.#now = options.now ?? Date.now;
+    this.#clock = strictClock(options.now ?? Date.now);
     this.#logger = options.logger;
   }
 
@@ -116,13 +116,6 @@ export class LocalDigestStore implements DigestStore {
     for (const result of results) {
       if (result.status === 'fulfilled') await result.value.close();
     }
-  }
-
-  // strictly increasing, so that two remembers in one millisecond still
-  // order their locations
-  #clock(): number {
-    this.#lastAt = Math.max(this.#now(), this.#lastAt + 1);
-    return this.#lastAt;
   }
 
   #open(registry: string): Promise<RegistryLocations> {
@@ -176,11 +169,7 @@ class RegistryLocations {
   }
 
   locate(digest: string): string[] {
-    const holders = this.#locations.get(digest);
-    if (!holders) return [];
-
-    return [...holders].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
-      .map(([repository]) => repository);
+    return newestFirst(this.#locations.get(digest) ?? []);
   }
 
   write(record: LogRecord): Promise<void> {

@@ -13,7 +13,7 @@
 
 import { readdir, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InvalidInputError, NotFoundError } from '../errors.js';
+import { NotFoundError } from '../errors.js';
 import type {
   ImageResult, PlannedImage, RunStore, StoreLogger,
 } from './types.js';
@@ -21,7 +21,7 @@ import {
   appendLine, errorCode, fileError, fileNameFor, parseLines, readOptional,
   splitLines, writeFileAtomic,
 } from './local-files.js';
-import { checkRunId, pageLabel, resultKey } from './records.js';
+import { checkDays, checkRunId, pageLabel, resultKey } from './records.js';
 
 export interface LocalRunStoreOptions {
   /** The state directory; runs live under `DIR/runs/`, inventories under
@@ -52,10 +52,7 @@ export class LocalRunStore implements RunStore {
 
   constructor(options: LocalRunStoreOptions) {
     const days = options.retentionDays ?? 30;
-    if (!(days > 0)) {
-      throw new InvalidInputError(
-        `retentionDays must be a positive number of days, got ${days}`);
-    }
+    checkDays('retentionDays', days);
 
     this.#dir = options.dir;
     this.#retentionMs = days * DAY_MS;

@@ -1,4 +1,4 @@
-// Rules both run stores follow for naming what they keep.
+// Rules the stores share: how records are named, ordered and timed.
 
 import { InvalidInputError } from '../errors.js';
 import type { ImageResult } from './types.js';
@@ -26,4 +26,35 @@ export function checkRunId(runId: string): void {
   if (runId.length === 0) {
     throw new InvalidInputError('a run id must not be empty');
   }
+}
+
+/** Checks a retention option: a positive number of days. */
+export function checkDays(option: string, days: number): void {
+  if (!(days > 0)) {
+    throw new InvalidInputError(
+      `${option} must be a positive number of days, got ${days}`);
+  }
+}
+
+/**
+ * A clock that never repeats a value, so that two remembers in one
+ * millisecond still order their locations.
+ */
+export function strictClock(now: () => number): () => number {
+  let last = 0;
+  return () => {
+    last = Math.max(now(), last + 1);
+    return last;
+  };
+}
+
+/**
+ * Repositories holding a blob, from `[repository, when remembered]`: the
+ * most recently remembered first, ties by name.
+ */
+export function newestFirst(holders: Iterable<readonly [string, number]>):
+  string[] {
+  return [...holders]
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .map(([repository]) => repository);
 }
