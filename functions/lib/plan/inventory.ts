@@ -3,6 +3,7 @@
 // inventory, and is reported as gone from the source on every run.
 
 import type { ListedPackage } from '../github/types.js';
+import { withoutState } from '../selection/index.js';
 import type { PlannedImage } from '../store/types.js';
 
 /** An inventory: package name -> tags backed up. */
@@ -78,9 +79,4 @@ export function nextInventory(previous: Inventory,
 
 function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** A global or sticky RegExp remembers where it last matched; drop that. */
-function withoutState(pattern: RegExp): RegExp {
-  return new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
 }

@@ -5,3 +5,4 @@ export type {
   SelectedVersion, SelectionOptions, TaggedVersion,
 } from './policy.js';
 export { semverOfTag, subjectOfTag } from './tags.js';
+export { withoutState } from './pattern.js';

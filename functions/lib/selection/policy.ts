@@ -23,6 +23,7 @@
 
 import { compare, type SemVer } from 'semver';
 
+import { withoutState } from './pattern.js';
 import { semverOfTag, subjectOfTag } from './tags.js';
 
 /** A version as the listing gives it; only its digest and tags matter. */
@@ -133,9 +134,4 @@ export function selectVersions(versions: readonly TaggedVersion[],
     digest: (versions[index] as TaggedVersion).digest,
     tags: selected.get(index) as string[],
   }));
-}
-
-/** A global or sticky RegExp remembers where it last matched; drop that. */
-function withoutState(pattern: RegExp): RegExp {
-  return new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
 }
