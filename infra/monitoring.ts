@@ -81,8 +81,9 @@ export class BackupMonitoring extends Construct {
     }
     const notify = new SnsAction(this.topic);
 
-    // any one bad execution is worth a message: runs are rare
-    const perExecution = (metric: Metric, id: string, what: string) => {
+    // any one bad execution or failed invocation is worth a message: runs
+    // are rare
+    const onAny = (metric: Metric, id: string, what: string) => {
       const alarm = new Alarm(this, id, {
         metric: metric.with({ period: Duration.minutes(5),
           statistic: 'Sum' }),
@@ -96,14 +97,14 @@ export class BackupMonitoring extends Construct {
       alarm.addAlarmAction(notify);
       return alarm;
     };
-    this.failedAlarm = perExecution(stateMachine.metricFailed(),
+    this.failedAlarm = onAny(stateMachine.metricFailed(),
       'ExecutionsFailed', 'A backup run failed: an image could not be ' +
       'copied or a step failed. The execution\'s output in the Step ' +
       'Functions console lists every failure with its reason.');
-    this.timedOutAlarm = perExecution(stateMachine.metricTimedOut(),
+    this.timedOutAlarm = onAny(stateMachine.metricTimedOut(),
       'ExecutionsTimedOut', 'A backup run outlived the workflow\'s ' +
       'timeout. Rerun it: images already copied are skipped.');
-    this.abortedAlarm = perExecution(stateMachine.metricAborted(),
+    this.abortedAlarm = onAny(stateMachine.metricAborted(),
       'ExecutionsAborted', 'A backup run was stopped before it finished.');
 
     // A backup that silently stopped running (schedule disabled, role
@@ -128,19 +129,9 @@ export class BackupMonitoring extends Construct {
 
     for (const [label, fn] of Object.entries(props.functions)) {
       const id = label.charAt(0).toUpperCase() + label.slice(1);
-      const alarm = new Alarm(this, `${id}Errors`, {
-        metric: fn.metricErrors({ period: Duration.minutes(5),
-          statistic: 'Sum' }),
-        threshold: 1,
-        comparisonOperator:
-          ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: TreatMissingData.NOT_BREACHING,
-        alarmDescription: `The ${label} function failed; its log group ` +
-          'has the error (JSON lines, level ERROR).',
-      });
-      alarm.addAlarmAction(notify);
-      this.functionErrorAlarms[label] = alarm;
+      this.functionErrorAlarms[label] = onAny(fn.metricErrors(),
+        `${id}Errors`, `The ${label} function failed; its log group ` +
+        'has the error (JSON lines, level ERROR).');
     }
 
     this.dashboard = this.buildDashboard(props);
