@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 
 import {
-  createLayout, pushFixture, startRegistry, type TestRegistry,
+  createLayout, pushFixture, skopeoEnv, startRegistry, type TestRegistry,
 } from '../test/harness/index.js';
 import { curlCopy } from './curl-copy.js';
 import { cliEnv, cliExists, parseJsonReport, runCli } from './engine.js';
@@ -18,7 +18,6 @@ import {
 import {
   profileTable, summariseProfile, type ProfileSummary,
 } from './profile.js';
-import { skopeoEnv } from './skopeo.js';
 
 export interface CopyScenarioOptions {
   sizeBytes: number;

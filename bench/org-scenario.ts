@@ -13,9 +13,9 @@ import {
   DEFAULT_TOKEN, startGitHubApi, type FixturePackage, type GitHubApi,
 } from '../test/harness/github-api.js';
 import {
-  createLayout, pushFixtureRaw, pushRaw, startRegistry, type Fixture,
-  type FixtureDescriptor, type OciLayout, type RegistryRequest,
-  type TestRegistry,
+  createLayout, pushFixtureRaw, pushRaw, skopeoEnv, startRegistry,
+  type Fixture, type FixtureDescriptor, type OciLayout,
+  type RegistryRequest, type TestRegistry,
 } from '../test/harness/index.js';
 import { cliEnv, cliExists, parseJsonReport, runCli } from './engine.js';
 import { measure, type Measured } from './measure.js';
@@ -23,7 +23,6 @@ import { mib, ratio, seconds, table, type Goal } from './report.js';
 import {
   profileTable, summariseProfile, type ProfileSummary,
 } from './profile.js';
-import { skopeoEnv } from './skopeo.js';
 
 export interface OrgScenarioOptions {
   packages: number;

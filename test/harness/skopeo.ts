@@ -54,6 +54,35 @@ function credsFlags(
 }
 
 /**
+ * The environment for skopeo calls that share what skopeo keeps in `home`
+ * (its blob-info cache above all: reuse `home` to keep what skopeo learnt,
+ * as a rerun would). `home` must be a folder no one else uses.
+ */
+export async function skopeoEnv(home: string): Promise<NodeJS.ProcessEnv> {
+  await mkdir(join(home, 'run'), { recursive: true });
+  await mkdir(join(home, 'tmp'), { recursive: true });
+  const registriesConf = join(home, 'registries.conf');
+  await writeFile(registriesConf, 'unqualified-search-registries = []\n');
+  const authFile = join(home, 'auth.json');
+  await writeFile(authFile, '{"auths":{}}\n');
+
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: home,
+    TMPDIR: join(home, 'tmp'),
+    XDG_DATA_HOME: join(home, 'data'),
+    XDG_CONFIG_HOME: join(home, 'config'),
+    XDG_RUNTIME_DIR: join(home, 'run'),
+    DOCKER_CONFIG: join(home, 'docker'),
+    REGISTRY_AUTH_FILE: authFile,
+    CONTAINERS_REGISTRIES_CONF: registriesConf,
+    // as root the blob-info cache would be the machine-wide one; a
+    // non-zero "rootless" uid moves it under XDG_DATA_HOME
+    _CONTAINERS_ROOTLESS_UID: '1000',
+  };
+}
+
+/**
  * Runs skopeo with a private environment made for this one call.
  * Throws with skopeo's stderr (credentials blanked) on failure.
  */
@@ -63,26 +92,7 @@ export async function skopeo(
   requireBinaries(['skopeo']);
   const home = await makeTempDir('skopeo');
   try {
-    await mkdir(join(home, 'run'), { recursive: true });
-    const registriesConf = join(home, 'registries.conf');
-    await writeFile(registriesConf, 'unqualified-search-registries = []\n');
-    const authFile = join(home, 'auth.json');
-    await writeFile(authFile, '{"auths":{}}\n');
-
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: home,
-      TMPDIR: home,
-      XDG_DATA_HOME: join(home, 'data'),
-      XDG_CONFIG_HOME: join(home, 'config'),
-      XDG_RUNTIME_DIR: join(home, 'run'),
-      DOCKER_CONFIG: join(home, 'docker'),
-      REGISTRY_AUTH_FILE: authFile,
-      CONTAINERS_REGISTRIES_CONF: registriesConf,
-      // as root the blob-info cache would be the machine-wide one; a
-      // non-zero "rootless" uid moves it under XDG_DATA_HOME
-      _CONTAINERS_ROOTLESS_UID: '1000',
-    };
+    const env = await skopeoEnv(home);
     const { stdout } = await runCommand('skopeo',
       ['--insecure-policy', ...args], { env, secrets });
     return stdout;
