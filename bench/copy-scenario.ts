@@ -10,8 +10,8 @@ import {
   createLayout, pushFixture, skopeoEnv, startRegistry, type TestRegistry,
 } from '../test/harness/index.js';
 import { curlCopy } from './curl-copy.js';
-import { cliEnv, cliExists, parseJsonReport, runCli } from './engine.js';
-import { measure } from './measure.js';
+import { cliEnv, parseJsonReport, runCli } from './engine.js';
+import { expectSuccess, measure } from './measure.js';
 import {
   median, MIB, mib, ratio, seconds, table, type Goal,
 } from './report.js';
@@ -110,8 +110,8 @@ async function measureMethods(
 ): Promise<Record<Method, Sample[] | string>> {
   const samples: Record<Method, Sample[]> = { ours: [], skopeo: [], curl: [] };
   const order: Method[] = ['ours', 'skopeo', 'curl'];
-  const oursMissing = !options.withOurs ? 'not asked (--baselines-only)'
-    : cliExists() ? undefined : 'functions/cli/main.ts does not exist yet';
+  const oursMissing = options.withOurs
+    ? undefined : 'not asked (--baselines-only)';
 
   for (let run = 1; run <= options.runs; run++) {
     // rotate who goes first: the first copy of a blob into the registry
@@ -159,10 +159,8 @@ async function oursCopy(
   ]);
   const result = await runCli(['copy', `http://${src}`, `http://${dst}`,
     '--json', '--state', join(home, 'state')], env, home, nodeArgs);
-  if (result.exitCode !== 0) {
-    throw new Error(`our copy failed (exit ${result.exitCode}):\n` +
-      `${result.stderr}\n${result.stdout}`.slice(-4000));
-  }
+  expectSuccess(result, 'our copy');
+
   const report = parseJsonReport(result.stdout);
   return {
     run,
@@ -194,10 +192,7 @@ async function copyOnce(
       '--src-tls-verify=false', '--src-creds', creds(source),
       '--dest-tls-verify=false', '--dest-creds', creds(target),
       `docker://${src}`, `docker://${dst}`], { env, scratchDir: home });
-    if (result.exitCode !== 0) {
-      throw new Error(`skopeo copy failed (exit ${result.exitCode}):\n` +
-        result.stderr.slice(-4000));
-    }
+    expectSuccess(result, 'skopeo copy');
     return { run, ms: result.ms, peakRssBytes: result.peakRssBytes };
   }
 
@@ -304,11 +299,7 @@ export function copyScenarioTable(result: CopyScenarioResult): string {
   const oursEngine = median(methods.ours.samples.flatMap(
     (s) => s.engineMs ?? []));
   const profile = result.profile
-    ? `\n\nour profiled copy, CPU self time by function ` +
-      `(${seconds(result.profile.durationMs)} in all, ` +
-      `${seconds(result.profile.idleMs)} idle):\n` +
-      profileTable(result.profile)
-    : '';
+    ? `\n\n${profileTable('our profiled copy', result.profile)}` : '';
   return table([
     ['method', 'median', 'runs (s)', 'speed', 'ours / this', 'peak RSS',
       'note'],

@@ -3,7 +3,6 @@
 // benchmark's own.
 
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +12,6 @@ import { measure, type Measured } from './measure.js';
 
 export const PROJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)),
   '..');
-const CLI_SOURCE = join(PROJECT_DIR, 'functions', 'cli', 'main.ts');
 /** What `npm start` runs, built from the sources by scripts/build.mjs. */
 const CLI = join(PROJECT_DIR, 'dist', 'cli', 'main.js');
 const BUILD = join(PROJECT_DIR, 'scripts', 'build.mjs');
@@ -23,11 +21,6 @@ export interface RegistryLogin {
   host: string;
   username: string;
   password: string;
-}
-
-/** True once the CLI exists in the tree. */
-export function cliExists(): boolean {
-  return existsSync(CLI_SOURCE);
 }
 
 let built: Promise<unknown> | undefined;

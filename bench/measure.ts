@@ -66,6 +66,13 @@ export async function measure(
   }
 }
 
+/** Throws with the end of the program's output when it did not exit 0. */
+export function expectSuccess(result: Measured, what: string): void {
+  if (result.exitCode === 0) return;
+  throw new Error(`${what} failed (exit ${result.exitCode}):\n` +
+    `${result.stderr}\n${result.stdout}`.slice(-4000));
+}
+
 /** Kills every program `measure` is running (an interrupted benchmark). */
 export function killMeasured(): void {
   for (const child of running) child.kill('SIGKILL');

@@ -17,8 +17,8 @@ import {
   type Fixture, type FixtureDescriptor, type OciLayout,
   type RegistryRequest, type TestRegistry,
 } from '../test/harness/index.js';
-import { cliEnv, cliExists, parseJsonReport, runCli } from './engine.js';
-import { measure, type Measured } from './measure.js';
+import { cliEnv, parseJsonReport, runCli } from './engine.js';
+import { expectSuccess, measure } from './measure.js';
 import { mib, ratio, seconds, table, type Goal } from './report.js';
 import {
   profileTable, summariseProfile, type ProfileSummary,
@@ -135,10 +135,8 @@ export async function runOrgScenario(
 
     const ours = !options.withOurs
       ? { skipped: 'not asked (--baselines-only)' }
-      : cliExists()
-        ? await runOurs(options, api, source, target, fixture,
-          { prefix: 'ours', home: join(options.workDir, 'ours') })
-        : { skipped: 'functions/cli/main.ts does not exist yet' };
+      : await runOurs(options, api, source, target, fixture,
+        { prefix: 'ours', home: join(options.workDir, 'ours') });
     const skopeo = await runSkopeo(options, source, target, fixture);
     const result = summarise(options, fixture, ours, skopeo);
 
@@ -295,12 +293,6 @@ async function runSkopeo(
   return { first: await phase('first'), rerun: await phase('rerun') };
 }
 
-function expectSuccess(result: Measured, what: string): void {
-  if (result.exitCode === 0) return;
-  throw new Error(`${what} failed (exit ${result.exitCode}):\n` +
-    `${result.stderr}\n${result.stdout}`.slice(-4000));
-}
-
 /** What the registries received since the last reset, under `prefix`. */
 async function trafficOf(
   source: TestRegistry, target: TestRegistry, prefix: string,
@@ -447,10 +439,8 @@ function profiles(profiled: ToolResult | undefined): string {
   for (const phase of ['first', 'rerun'] as const) {
     const sample = profiled?.[phase];
     if (!sample?.profile) continue;
-    text += `\n\nour profiled ${phase} run, CPU self time by function ` +
-      `(${seconds(sample.profile.durationMs)} in all, ` +
-      `${seconds(sample.profile.idleMs)} idle):\n` +
-      profileTable(sample.profile);
+    text += `\n\n${profileTable(`our profiled ${phase} run`,
+      sample.profile)}`;
   }
   return text;
 }

@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { PROJECT_DIR } from './engine.js';
-import { table } from './report.js';
+import { seconds, table } from './report.js';
 
 interface CpuProfileNode {
   id: number;
@@ -132,10 +132,14 @@ function frameName(node: CpuProfileNode): string {
   return `${functionName || '(anonymous)'} (${path}:${lineNumber + 1})`;
 }
 
-export function profileTable(summary: ProfileSummary): string {
+/** `what` (a profiled run), then where its CPU went, as two tables. */
+export function profileTable(what: string, summary: ProfileSummary):
+  string {
   const rows = (lines: ProfileLine[]) => lines.map((l) => [
     `${l.selfMs.toFixed(0)} ms`, `${(l.share * 100).toFixed(1)}%`, l.frame]);
-  return `${table([
+  return `${what}, CPU self time by function ` +
+    `(${seconds(summary.durationMs)} in all, ` +
+    `${seconds(summary.idleMs)} idle):\n${table([
     ['self time', 'share', 'where'],
     ...rows(summary.byModule.slice(0, 10)),
   ], ['right', 'right', 'left'])}\n\n${table([
