@@ -12,7 +12,10 @@ import type { CopyResult } from '../copy/types.js';
 import {
   BackupError, InvalidInputError, TransientError, redact,
 } from '../errors.js';
+import { RegistryAuthenticationError } from '../registry/errors.js';
 import { parseRegistryLocation } from '../registry/reference.js';
+import type { RegistryEndpoint } from '../registry/types.js';
+import { refusesCredentials } from './check-page.js';
 import type { ImageResult, PlannedImage } from '../store/types.js';
 import { QUIET_LOGGER, type RunDeps } from './deps.js';
 import { measureImage } from './measure.js';
@@ -79,7 +82,7 @@ export async function copyPlannedImage(task: unknown, deps: RunDeps,
       throw error;
     }
     await putFailure(deps, runId, image, {
-      name: error.name, message: error.describe(),
+      name: error.name, message: describeFailure(error, source),
     }, now() - started);
     return { status: 'failed' };
   }
@@ -110,6 +113,25 @@ export async function copyPlannedImage(task: unknown, deps: RunDeps,
     ...done.blobs,
   });
   return { status: done.status };
+}
+
+/**
+ * The reason an image failed, as the run's user can act on it. The
+ * registry client's hint for refused credentials is `docker login`, but a
+ * run pulls from the source with the GitHub token that just listed the
+ * packages, so a refusal there is about that token.
+ */
+function describeFailure(error: BackupError, source: RegistryEndpoint):
+  string {
+  const refused = error instanceof RegistryAuthenticationError &&
+    error.context.registry === source.host && refusesCredentials(error);
+  if (!refused) return error.describe();
+
+  return `${error.message}\n${source.host} refused the GitHub token the ` +
+    'run pulls with, although the GitHub API accepted it: use a classic ' +
+    'token with read:packages, authorized for the organisation\'s SAML ' +
+    `single sign-on where it has one (a Docker config entry for ` +
+    `${source.host} takes the token's place)`;
 }
 
 /** Records a copy that failed outside the handler's own catch. */
