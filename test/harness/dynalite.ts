@@ -10,7 +10,7 @@ import {
   CreateTableCommand, DescribeTableCommand, DynamoDBClient,
 } from '@aws-sdk/client-dynamodb';
 import { tableSchema } from '../../functions/lib/store/dynamodb-schema.js';
-import { onStopAll } from './process.js';
+import { listenOnLoopback, onStopAll, stopOnce } from './process.js';
 
 export interface Dynalite {
   /** `http://127.0.0.1:PORT` */
@@ -43,12 +43,7 @@ export async function startDynalite(options: DynaliteOptions = {}):
     maxItemSizeKb: options.maxItemSizeKb ?? 400,
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
+  const port = await listenOnLoopback(server);
   const endpoint = `http://127.0.0.1:${port}`;
 
   const client = new DynamoDBClient({
@@ -57,14 +52,11 @@ export async function startDynalite(options: DynaliteOptions = {}):
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
   });
 
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
+  const stop = stopOnce(async () => {
     unregister();
     client.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
-  };
+  });
   const unregister = onStopAll(stop);
 
   const createTable = (name: string) => createStoreTable(client, name);

@@ -17,7 +17,8 @@
 
 import { createServer, type IncomingMessage, type Server,
   type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+
+import { listenOnLoopback } from './process.js';
 
 export interface FixtureVersion {
   /** The manifest digest, which GitHub lists as the version's name. */
@@ -495,11 +496,7 @@ export async function startGitHubApi(
     api?.serve(request, response);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   api = new GitHubApi(server, `http://127.0.0.1:${port}`, options);
 
   return api;

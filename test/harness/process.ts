@@ -4,7 +4,7 @@
 import { execFile, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -95,18 +95,34 @@ export async function removeDir(dir: string): Promise<void> {
   tempDirs.delete(dir);
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
+/** Makes `server` listen on a free port of 127.0.0.1; returns the port. */
+export function listenOnLoopback(server: Server): Promise<number> {
   return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
+      resolve(typeof address === 'object' && address ? address.port : 0);
     });
   });
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.unref();
+  const port = await listenOnLoopback(server);
+
+  await new Promise<void>((done) => server.close(() => done()));
+  return port;
+}
+
+/**
+ * `stop` made safe to call again (by a test, then by `stopAll`): the first
+ * call runs it, and every call waits for that one run.
+ */
+export function stopOnce(stop: () => Promise<void>): () => Promise<void> {
+  let stopped: Promise<void> | undefined;
+  return () => (stopped ??= stop());
 }
 
 export interface RunOptions {

@@ -5,12 +5,12 @@
 
 import {
   Agent, createServer, request as httpRequest, type IncomingHttpHeaders,
-  type IncomingMessage, type Server, type ServerResponse,
+  type IncomingMessage, type ServerResponse,
 } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 
-import { onStopAll } from './process.js';
+import { listenOnLoopback, onStopAll, stopOnce } from './process.js';
 import { registryFetch } from './raw.js';
 import type { TestRegistry } from './registry.js';
 
@@ -268,22 +268,18 @@ export async function startProxy(
     }
   };
 
-  const proxyPort = await listen(proxy);
-  const storagePort = await listen(storage);
+  const proxyPort = await listenOnLoopback(proxy);
+  const storagePort = await listenOnLoopback(storage);
   const host = `127.0.0.1:${proxyPort}`;
   const storageUrl = `http://127.0.0.1:${storagePort}`;
 
-  let stopped: Promise<void> | undefined;
-  const stop = () => {
-    stopped ??= (async () => {
-      unregister();
-      for (const server of [proxy, storage]) server.closeAllConnections();
-      await Promise.all([proxy, storage].map((server) =>
-        new Promise<void>((done) => server.close(() => done()))));
-      agent.destroy();
-    })();
-    return stopped;
-  };
+  const stop = stopOnce(async () => {
+    unregister();
+    for (const server of [proxy, storage]) server.closeAllConnections();
+    await Promise.all([proxy, storage].map((server) =>
+      new Promise<void>((done) => server.close(() => done()))));
+    agent.destroy();
+  });
   const unregister = onStopAll(stop);
 
   return {
@@ -374,14 +370,4 @@ function pipeThenCut(
     }
   });
   body.on('end', () => res.end());
-}
-
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      resolve(typeof address === 'object' && address ? address.port : 0);
-    });
-  });
 }

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 import {
-  freePort, makeTempDir, onStopAll, removeDir, runCommand, trackChild,
+  freePort, makeTempDir, onStopAll, removeDir, runCommand,
+  stopOnce, trackChild,
 } from './process.js';
 import { findBinary, requireBinaries } from './require.js';
 import {
@@ -239,21 +240,17 @@ async function attach(
 
   await waitUntilServing(setup, url, exited, () => logText);
 
-  let stopped: Promise<void> | undefined;
-  const stop = () => {
-    stopped ??= (async () => {
-      unregister();
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-        await exited;
-        clearTimeout(timer);
-      }
-      await setup.tokenIssuer?.stop();
-      await removeDir(setup.dir);
-    })();
-    return stopped;
-  };
+  const stop = stopOnce(async () => {
+    unregister();
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await setup.tokenIssuer?.stop();
+    await removeDir(setup.dir);
+  });
   const unregister = onStopAll(stop);
 
   return {

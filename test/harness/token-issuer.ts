@@ -16,7 +16,7 @@ import {
 import { join } from 'node:path';
 
 import {
-  makeTempDir, onStopAll, removeDir, runCommand,
+  listenOnLoopback, makeTempDir, onStopAll, removeDir, runCommand, stopOnce,
 } from './process.js';
 
 export interface UserCredentials {
@@ -179,7 +179,7 @@ async function writeCertificate(
   return certPath;
 }
 
-function listen(
+async function listen(
   options: TokenIssuerOptions, dir: string, privateKey: KeyObject,
   keyId: string, certPath: string,
 ): Promise<TokenIssuer> {
@@ -328,46 +328,35 @@ function listen(
     });
   });
 
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-
-      let stopped: Promise<void> | undefined;
-      const stop = () => {
-        stopped ??= (async () => {
-          unregister();
-          server.closeAllConnections();
-          await new Promise<void>((done) => server.close(() => done()));
-          await removeDir(dir);
-        })();
-        return stopped;
-      };
-      const unregister = onStopAll(stop);
-
-      resolve({
-        realm: `http://127.0.0.1:${port}/token`,
-        service: options.service,
-        issuer: issuerName,
-        certPath,
-        keyId,
-        credentials: users[0]!,
-        users,
-        requests: () => records.map((r) => ({ ...r })),
-        resetRequests: () => { records = []; },
-        setGrantPolicy: (next) => {
-          policy = next ?? options.grant ?? defaultGrant(anonymousPull);
-        },
-        failNext: (count, failure = {}) => {
-          failures.push({ left: count, status: failure.status ?? 503,
-            retryAfter: failure.retryAfter });
-        },
-        issueToken,
-        stop,
-      });
-    });
+  const port = await listenOnLoopback(server);
+  const stop = stopOnce(async () => {
+    unregister();
+    server.closeAllConnections();
+    await new Promise<void>((done) => server.close(() => done()));
+    await removeDir(dir);
   });
+  const unregister = onStopAll(stop);
+
+  return {
+    realm: `http://127.0.0.1:${port}/token`,
+    service: options.service,
+    issuer: issuerName,
+    certPath,
+    keyId,
+    credentials: users[0]!,
+    users,
+    requests: () => records.map((r) => ({ ...r })),
+    resetRequests: () => { records = []; },
+    setGrantPolicy: (next) => {
+      policy = next ?? options.grant ?? defaultGrant(anonymousPull);
+    },
+    failNext: (count, failure = {}) => {
+      failures.push({ left: count, status: failure.status ?? 503,
+        retryAfter: failure.retryAfter });
+    },
+    issueToken,
+    stop,
+  };
 }
 
 /** `repository:owner/name:pull,push` -> its parts; undefined if odd. */
