@@ -98,3 +98,54 @@ describe('npm start -- run, edge cases', () => {
     expect(run.stdout + run.stderr).not.toContain(DEFAULT_TOKEN);
   });
 });
+
+describe('npm start -- run, two owners into one target', () => {
+  it('never lists another owner\'s packages as gone from the source',
+    async () => {
+      // Prepare: alpha and beta back up into the same path, one state
+      const state = await tempDir('shared-state');
+      const into = ['--target', `http://${target.host}/shared`, '--json'];
+      const first = await backup(['--org', 'alpha', ...into], {}, state);
+      expect(first.status, first.stderr).toBe(0);
+      const second = await backup(['--org', 'beta', ...into], {}, state);
+      expect(second.status, second.stderr).toBe(0);
+
+      // Act
+      const rerun = await backup(['--org', 'alpha', ...into], {}, state);
+
+      // Assess: beta's tool is in the target, but alpha never had it
+      expect(rerun.status, rerun.stderr).toBe(0);
+      const report = JSON.parse(rerun.stdout) as {
+        images: { upToDate: number };
+        goneFromSource: { count: number; tags: string[] } };
+      expect(report.images.upToDate).toBe(1);
+      expect(report.goneFromSource).toEqual({ count: 0, tags: [] });
+    });
+
+  it('still lists a tag deleted from one owner as gone', async () => {
+    // Prepare
+    const state = await tempDir('gone-state');
+    const into = ['--target', `http://${target.host}/gone`, '--json'];
+    for (const org of ['alpha', 'beta']) {
+      const run = await backup(['--org', org, ...into], {}, state);
+      expect(run.status, run.stderr).toBe(0);
+    }
+    const beta = api.package('tool', 'beta');
+    const versions = beta.versions;
+    beta.versions = [];
+
+    try {
+      // Act
+      const rerun = await backup(['--org', 'beta', ...into], {}, state);
+
+      // Assess
+      expect(rerun.status, rerun.stderr).toBe(0);
+      const report = JSON.parse(rerun.stdout) as {
+        goneFromSource: { count: number; tags: string[] } };
+      expect(report.goneFromSource).toEqual({ count: 1,
+        tags: ['tool:latest'] });
+    } finally {
+      beta.versions = versions;
+    }
+  });
+});

@@ -20,6 +20,7 @@ import { NotFoundError } from '../functions/lib/errors.js';
 import { DynamoDbDigestStore }
   from '../functions/lib/store/dynamodb-digest-store.js';
 import { DynamoDbRunStore } from '../functions/lib/store/dynamodb-run-store.js';
+import { inventoryKey } from '../functions/lib/run/record.js';
 import type { RunSummary } from '../functions/lib/run/types.js';
 import {
   runWorkflowLocally, type LocalContext, type LocalHandler,
@@ -178,7 +179,9 @@ describe('the Lambda handlers with DynamoDB stores', () => {
         tableName: dynalite.tableName });
       const info = await runs.getRunInfo(summary.runId);
       expect(info?.summary).toMatchObject({ succeeded: true });
-      expect(await runs.getInventory(`http://${target.host}/mirror`))
+      const mirror = `http://${target.host}/mirror`;
+      expect(await runs.getInventory(inventoryKey({ org: 'acme',
+        target: mirror }, mirror)))
         .toEqual(new Map([['web', ['1.0.0']], ['worker', ['main']]]));
 
       const digests = new DynamoDbDigestStore({ client: dynalite.client,

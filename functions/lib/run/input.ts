@@ -15,7 +15,7 @@ import type { ExecutionInput } from './types.js';
 export interface RunOptions {
   owner: { kind: 'org' | 'user'; name: string };
   target: RegistryLocation;
-  /** The target as given, normalised: the key of its inventory. */
+  /** The target as given, normalised: one spelling per target. */
   targetText: string;
   packages?: RegExp;
   excludeTags?: RegExp;

@@ -17,7 +17,7 @@ import { QUIET_LOGGER, type RunDeps } from './deps.js';
 import { parseExecutionInput } from './input.js';
 import { mapLimit } from './limit.js';
 import {
-  MAX_GONE_LISTED, newRunId, putRunRecord, type RunRecord,
+  MAX_GONE_LISTED, inventoryKey, newRunId, putRunRecord, type RunRecord,
 } from './record.js';
 import type { RunState } from './types.js';
 
@@ -73,7 +73,8 @@ export async function listAndSelect(rawInput: unknown, deps: RunDeps,
     }
   }
 
-  const inventory = await deps.runs.getInventory(run.targetText);
+  const inventory = await deps.runs.getInventory(
+    inventoryKey(run.input, run.targetText));
   const gone = goneFromSource(inventory, listing, { packages: run.packages })
     .flatMap((entry) => entry.tags.map((tag) => `${entry.package}:${tag}`));
 

@@ -12,7 +12,7 @@ export interface RunRecord {
   runId: string;
   startedAt: number;
   input: ExecutionInput;
-  /** `[http://]host[:port][/path]`, the inventory's key. */
+  /** `[http://]host[:port][/path]`. */
   target: string;
   /** The source registry, `[http://]host[:port]`. */
   source: string;
@@ -59,6 +59,19 @@ function remember(record: RunRecord): void {
   while (cache.size > CACHE_SIZE) {
     cache.delete(cache.keys().next().value!);
   }
+}
+
+/**
+ * Where a run keeps what the backup holds: per target and per owner, so
+ * that two organisations backed up into one target never list each
+ * other's packages as gone from the source.
+ */
+export function inventoryKey(input: ExecutionInput, target: string):
+  string {
+  const owner = input.org !== undefined ? `org:${input.org}`
+    : `user:${input.user ?? ''}`;
+  // GitHub account names are not case-sensitive
+  return `${target}#${owner.toLowerCase()}`;
 }
 
 /** A run id that sorts by time: `20250102T030405Z-1a2b3c`. */

@@ -9,7 +9,7 @@ import type { ImageResult, PlannedImage } from '../store/types.js';
 import { describeCaught } from './copy-image.js';
 import { QUIET_LOGGER, type RunDeps } from './deps.js';
 import { mapLimit } from './limit.js';
-import { getRunRecord, putRunRecord } from './record.js';
+import { getRunRecord, inventoryKey, putRunRecord } from './record.js';
 import type {
   FailedImage, RunSummary, SummarizeInput,
 } from './types.js';
@@ -65,8 +65,8 @@ export async function summarize(input: SummarizeInput, deps: RunDeps):
   }
 
   if (!summary.dryRun) {
-    await updateInventory(deps, record.target, input.runId,
-      record.pageCount, results);
+    await updateInventory(deps, inventoryKey(record.input, record.target),
+      input.runId, record.pageCount, results);
   }
   await putRunRecord(deps.runs, { ...record, summary });
 
@@ -139,7 +139,7 @@ export function imageName(image: { package: string; digest: string;
  * Adds the tags now on the target (copied or already there) to the
  * inventory; a failed image adds nothing, and nothing is ever removed.
  */
-async function updateInventory(deps: RunDeps, target: string, runId: string,
+async function updateInventory(deps: RunDeps, key: string, runId: string,
   pageCount: number, results: readonly ImageResult[]): Promise<void> {
   const held = new Set(results
     .filter((result) => result.status !== 'failed')
@@ -151,6 +151,6 @@ async function updateInventory(deps: RunDeps, target: string, runId: string,
   const images: PlannedImage[] = pages.flat()
     .filter((image) => held.has(`${image.package}#${image.digest}`));
 
-  const previous = await deps.runs.getInventory(target);
-  await deps.runs.putInventory(target, nextInventory(previous, images));
+  const previous = await deps.runs.getInventory(key);
+  await deps.runs.putInventory(key, nextInventory(previous, images));
 }
