@@ -148,4 +148,20 @@ describe('npm start -- run, two owners into one target', () => {
       beta.versions = versions;
     }
   });
+
+  it('says so when --packages matches no package, and copies nothing',
+    async () => {
+      // Act
+      const run = await backup(['--org', 'alpha', '--packages', '^nope$',
+        '--target', `http://${target.host}/nothing`]);
+
+      // Assess
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toContain(
+        'Note: no container package of alpha matches --packages ^nope$.');
+      expect(run.stdout).toContain('0 selected');
+      const intoNothing = (await target.requests())
+        .filter((request) => request.path.startsWith('/v2/nothing/'));
+      expect(intoNothing).toEqual([]);
+    });
 });

@@ -301,6 +301,7 @@ async function printOutcome(terminal: Terminal, command: RunCommand,
 
   const out: string[] = [];
   if (summary.dryRun) out.push(...dryRunLines(results));
+  out.push(...emptySelectionLines(command, record.counts));
   out.push(...summaryLines(command, summary));
 
   if (record.goneFromSource.length > 0) {
@@ -353,6 +354,29 @@ function summaryLines(command: RunCommand, summary: RunSummary): string[] {
     `  time       ${formatDuration(summary.durationMs)}`,
   ];
   return lines;
+}
+
+/**
+ * Why nothing was selected, when nothing was: a mistyped --packages and an
+ * org the token cannot see both end in a successful run that copied
+ * nothing, which a person should not mistake for a backup.
+ */
+function emptySelectionLines(command: RunCommand,
+  counts: { packages: number; images: number }): string[] {
+  const owner = command.input.org ?? command.input.user;
+  if (counts.packages === 0 && command.input.packages !== undefined) {
+    return [`Note: no container package of ${owner} matches --packages ` +
+      `${command.input.packages}.`, ''];
+  }
+  if (counts.packages === 0) {
+    return [`Note: ${owner} has no container package that the token can ` +
+      'see.', ''];
+  }
+  if (counts.images === 0) {
+    return ['Note: no tagged version was selected (untagged versions are ' +
+      'copied only as part of an index that refers to them).', ''];
+  }
+  return [];
 }
 
 function dryRunLines(results: readonly ImageResult[]): string[] {
