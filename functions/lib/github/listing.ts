@@ -11,6 +11,7 @@
 import { Octokit } from '@octokit/rest';
 
 import { AuthenticationError, InvalidInputError } from '../errors.js';
+import { withoutState } from '../pattern.js';
 import { isHttpError, toListingError, type RequestContext }
   from './errors.js';
 import { installRetries } from './retry.js';
@@ -153,11 +154,6 @@ function validate(options: ListOptions): Settings {
     maxRetryWaitMs: nonNegativeInteger(options.maxRetryWaitMs ?? 60_000,
       'maxRetryWaitMs'),
   };
-}
-
-/** A global or sticky RegExp remembers where it last matched; drop that. */
-function withoutState(pattern: RegExp): RegExp {
-  return new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
 }
 
 function positiveInteger(value: number, name: string): number {

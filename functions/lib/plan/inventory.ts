@@ -3,7 +3,7 @@
 // inventory, and is reported as gone from the source on every run.
 
 import type { ListedPackage } from '../github/types.js';
-import { withoutState } from '../selection/index.js';
+import { withoutState } from '../pattern.js';
 import type { PlannedImage } from '../store/types.js';
 
 /** An inventory: package name -> tags backed up. */

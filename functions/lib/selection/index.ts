@@ -5,4 +5,3 @@ export type {
   SelectedVersion, SelectionOptions, TaggedVersion,
 } from './policy.js';
 export { semverOfTag, subjectOfTag } from './tags.js';
-export { withoutState } from './pattern.js';

@@ -23,7 +23,7 @@
 
 import { compare, type SemVer } from 'semver';
 
-import { withoutState } from './pattern.js';
+import { withoutState } from '../pattern.js';
 import { semverOfTag, subjectOfTag } from './tags.js';
 
 /** A version as the listing gives it; only its digest and tags matter. */
