@@ -76,7 +76,8 @@ export class ProgressLine {
     this.#timer = undefined;
     if (this.#pending === undefined) return;
 
-    const width = Math.max(20, (this.#stream.columns ?? 80) - 1);
+    // a terminal with no size (a pty nobody sized) reports 0 columns
+    const width = Math.max(20, (this.#stream.columns || 80) - 1);
     this.#stream.write(`\r\x1b[2K${this.#pending.slice(0, width)}`);
     this.#pending = undefined;
     this.#lastDrawn = Date.now();
