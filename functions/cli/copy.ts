@@ -9,8 +9,10 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { copyImage } from '../lib/copy/engine.js';
-import type { CopyEvent, CopyResult } from '../lib/copy/types.js';
-import { InvalidInputError } from '../lib/errors.js';
+import type {
+  CopyEvent, CopyLogger, CopyResult,
+} from '../lib/copy/types.js';
+import { InvalidInputError, redact } from '../lib/errors.js';
 import { RegistryClient } from '../lib/registry/client.js';
 import { registryCredentials } from '../lib/registry/credentials.js';
 import {
@@ -82,7 +84,7 @@ export async function main(args: string[], terminal: Terminal =
   const progress = new CopyProgress(new ProgressLine(terminal));
   try {
     const result = await runCopy(command, store, interrupt.signal,
-      (event) => progress.onEvent(event));
+      (event) => progress.onEvent(event), warnings(terminal, progress));
     progress.clear();
     printResult(terminal, command, result);
     return ExitCode.ok;
@@ -185,8 +187,8 @@ function targetTags(source: ImageReference, target: ImageReference):
 }
 
 function runCopy(command: CopyCommand, store: LocalDigestStore,
-  signal: AbortSignal, onEvent: (event: CopyEvent) => void):
-  Promise<CopyResult> {
+  signal: AbortSignal, onEvent: (event: CopyEvent) => void,
+  logger: CopyLogger): Promise<CopyResult> {
   const credentials = registryCredentials({
     dockerConfigDir: command.dockerConfigDir,
     homeDir: command.homeDir,
@@ -211,7 +213,30 @@ function runCopy(command: CopyCommand, store: LocalDigestStore,
     referrers: command.referrers,
     signal,
     onEvent,
+    logger,
   });
+}
+
+/**
+ * The engine's fallbacks on stderr, each kind once: a copy that still
+ * succeeds can have lost something the user chose, such as a `--state`
+ * that cannot be read or written, which would otherwise cost every later
+ * copy its mounts without a word.
+ */
+function warnings(terminal: Terminal, progress: CopyProgress): CopyLogger {
+  const said = new Set<string>();
+  return {
+    debug: () => {},
+    warn: (message, fields) => {
+      if (said.has(message)) return;
+      said.add(message);
+
+      const error = typeof fields.error === 'string' ? `: ${fields.error}`
+        : '';
+      progress.clear();
+      terminal.stderr.write(redact(`warning: ${message}${error}\n`));
+    },
+  };
 }
 
 function describe(command: CopyCommand): { source: string; target: string } {
