@@ -6,8 +6,6 @@
 
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-
 import { copyImage } from '../lib/copy/engine.js';
 import type {
   CopyEvent, CopyLogger, CopyResult,
@@ -21,8 +19,9 @@ import {
 import type { ImageReference } from '../lib/registry/types.js';
 import { LocalDigestStore } from '../lib/store/local-digest-store.js';
 import {
-  ExitCode, abortOnInterrupt, readCommandLine, wholeNumberFlag, ProgressLine, UsageError, errorJson, formatBytes, formatDuration,
-  plural, printJson, processTerminal, reportError, type Terminal,
+  ExitCode, ProgressLine, UsageError, abortOnInterrupt, errorJson,
+  formatBytes, formatDuration, parseFlags, plural, printJson, processTerminal,
+  readCommandLine, reportError, wholeNumberFlag, type Terminal,
 } from './output.js';
 
 export const HELP = `Usage: npm start -- copy SRC DST [OPTIONS]
@@ -104,23 +103,18 @@ export async function main(args: string[], terminal: Terminal =
 /** Parses the command line; throws UsageError naming what is wrong. */
 export function readCommand(args: string[], env: NodeJS.ProcessEnv):
   CopyCommand | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      allowNegative: true,
-      options: {
-        json: { type: 'boolean', default: false },
-        state: { type: 'string' },
-        concurrency: { type: 'string', default: '4' },
-        referrers: { type: 'boolean', default: true },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const parsed = parseFlags({
+    args,
+    allowPositionals: true,
+    allowNegative: true,
+    options: {
+      json: { type: 'boolean', default: false },
+      state: { type: 'string' },
+      concurrency: { type: 'string', default: '4' },
+      referrers: { type: 'boolean', default: true },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
 
   const { values, positionals } = parsed;
   if (values.help) return 'help';

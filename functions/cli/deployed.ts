@@ -40,6 +40,20 @@ export interface StackTarget {
   region?: string;
 }
 
+/** The flags that name the deployed stack, shared by start and status. */
+export const STACK_FLAGS = {
+  stack: { type: 'string', default: DEFAULT_STACK_NAME },
+  'state-machine-arn': { type: 'string' },
+  region: { type: 'string' },
+} as const;
+
+/** The StackTarget those flags give. */
+export function stackTargetOf(values: { stack: string;
+  'state-machine-arn'?: string; region?: string }): StackTarget {
+  return { stackName: values.stack,
+    stateMachineArn: values['state-machine-arn'], region: values.region };
+}
+
 export interface DeployedWorkflow {
   stateMachineArn: string;
   /** The input the schedule starts runs with, when the stack says. */

@@ -4,6 +4,8 @@
 // Progress goes to stderr and results to stdout, so `--json` output can be
 // piped while a person still sees the progress.
 
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
 import { BackupError, InterruptedError, redact } from '../lib/errors.js';
 
 /** Exit statuses shared by every command. */
@@ -197,4 +199,14 @@ export function abortOnInterrupt(): { signal: AbortSignal;
     signal: controller.signal,
     dispose: () => { process.off('SIGINT', onSignal); },
   };
+}
+
+/** node:util's parseArgs, its complaints turned into usage errors. */
+export function parseFlags<T extends ParseArgsConfig>(config: T):
+  ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }

@@ -4,8 +4,6 @@
 // stores under --state.
 
 import { homedir } from 'node:os';
-import { parseArgs } from 'node:util';
-
 import type { CopyEvent } from '../lib/copy/types.js';
 import {
   BackupError, InterruptedError, InvalidInputError,
@@ -31,8 +29,9 @@ import { runWorkflowLocally, type LocalRunReport }
   from '../local/run-workflow.js';
 import { defaultStateDir } from './copy.js';
 import {
-  ExitCode, abortOnInterrupt, readCommandLine, wholeNumberFlag, ProgressLine, UsageError, errorJson, formatBytes, formatDuration,
-  plural, printJson, processTerminal, reportError, type Terminal,
+  ExitCode, ProgressLine, UsageError, abortOnInterrupt, errorJson,
+  formatBytes, formatDuration, parseFlags, plural, printJson, processTerminal,
+  readCommandLine, reportError, wholeNumberFlag, type Terminal,
 } from './output.js';
 
 export const HELP = `Usage: npm start -- run (--org ORG | --user NAME)
@@ -134,29 +133,24 @@ export async function main(args: string[], terminal: Terminal =
 /** Parses the command line; throws UsageError naming what is wrong. */
 export function readCommand(args: string[], env: NodeJS.ProcessEnv):
   RunCommand | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        org: { type: 'string' },
-        user: { type: 'string' },
-        target: { type: 'string' },
-        packages: { type: 'string' },
-        'exclude-tags': { type: 'string' },
-        'all-versions': { type: 'boolean', default: false },
-        concurrency: { type: 'string' },
-        'dry-run': { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-        state: { type: 'string' },
-        'github-api': { type: 'string' },
-        'source-registry': { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const parsed = parseFlags({
+    args,
+    options: {
+      org: { type: 'string' },
+      user: { type: 'string' },
+      target: { type: 'string' },
+      packages: { type: 'string' },
+      'exclude-tags': { type: 'string' },
+      'all-versions': { type: 'boolean', default: false },
+      concurrency: { type: 'string' },
+      'dry-run': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      state: { type: 'string' },
+      'github-api': { type: 'string' },
+      'source-registry': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
 
   const { values } = parsed;
   if (values.help) return 'help';

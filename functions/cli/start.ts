@@ -6,8 +6,6 @@
 // the workflow's own rules before anything is started.
 
 import { randomBytes } from 'node:crypto';
-import { parseArgs } from 'node:util';
-
 import { StartExecutionCommand } from '@aws-sdk/client-sfn';
 
 import { InvalidInputError } from '../lib/errors.js';
@@ -23,11 +21,13 @@ import {
   findWorkflow,
   fromAwsError,
   regionOfArn,
+  STACK_FLAGS,
+  stackTargetOf,
   type StackTarget,
 } from './deployed.js';
 import {
-  ExitCode, readCommandLine, wholeNumberFlag, UsageError, printJson, processTerminal, reportError,
-  type Terminal,
+  ExitCode, UsageError, parseFlags, printJson, processTerminal,
+  readCommandLine, reportError, wholeNumberFlag, type Terminal,
 } from './output.js';
 
 export const HELP = `Usage: npm start -- start [OPTIONS]
@@ -89,29 +89,22 @@ export async function main(args: string[],
 
 /** Parses the command line; throws UsageError naming what is wrong. */
 export function readCommand(args: string[]): StartCommand | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        stack: { type: 'string', default: DEFAULT_STACK_NAME },
-        'state-machine-arn': { type: 'string' },
-        region: { type: 'string' },
-        org: { type: 'string' },
-        user: { type: 'string' },
-        target: { type: 'string' },
-        packages: { type: 'string' },
-        'exclude-tags': { type: 'string' },
-        'all-versions': { type: 'boolean' },
-        'dry-run': { type: 'boolean' },
-        concurrency: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const { values } = parseFlags({
+    args,
+    options: {
+      ...STACK_FLAGS,
+      org: { type: 'string' },
+      user: { type: 'string' },
+      target: { type: 'string' },
+      packages: { type: 'string' },
+      'exclude-tags': { type: 'string' },
+      'all-versions': { type: 'boolean' },
+      'dry-run': { type: 'boolean' },
+      concurrency: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
   if (values.help) return 'help';
 
   if (values.org !== undefined && values.user !== undefined) {
@@ -133,9 +126,7 @@ export function readCommand(args: string[]): StartCommand | 'help' {
     ...(concurrency !== undefined && { concurrency }),
   };
   return {
-    stackName: values.stack,
-    stateMachineArn: values['state-machine-arn'],
-    region: values.region,
+    ...stackTargetOf(values),
     overrides,
     json: values.json,
   };

@@ -6,8 +6,6 @@
 // summary is read from the Summarize state's exit in the history's last
 // events.
 
-import { parseArgs } from 'node:util';
-
 import {
   DescribeExecutionCommand,
   GetExecutionHistoryCommand,
@@ -24,11 +22,14 @@ import {
   findWorkflow,
   fromAwsError,
   regionOfArn,
+  STACK_FLAGS,
+  stackTargetOf,
   type StackTarget,
 } from './deployed.js';
 import {
-  ExitCode, readCommandLine, wholeNumberFlag, UsageError, formatBytes, formatDuration, plural, printJson,
-  processTerminal, reportError, type Terminal,
+  ExitCode, formatBytes, formatDuration, parseFlags, plural, printJson,
+  processTerminal, readCommandLine, reportError, wholeNumberFlag,
+  type Terminal,
 } from './output.js';
 
 export const HELP = `Usage: npm start -- status [OPTIONS]
@@ -81,29 +82,20 @@ export async function main(args: string[],
 }
 
 export function readCommand(args: string[]): StatusCommand | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        stack: { type: 'string', default: DEFAULT_STACK_NAME },
-        'state-machine-arn': { type: 'string' },
-        region: { type: 'string' },
-        limit: { type: 'string', default: '10' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  const { values } = parseFlags({
+    args,
+    options: {
+      ...STACK_FLAGS,
+      limit: { type: 'string', default: '10' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
   if (values.help) return 'help';
 
   const limit = wholeNumberFlag('--limit', values.limit, 1, 100);
   return {
-    stackName: values.stack,
-    stateMachineArn: values['state-machine-arn'],
-    region: values.region,
+    ...stackTargetOf(values),
     limit,
     json: values.json,
   };
