@@ -96,6 +96,38 @@ describe('RegistryClient with token auth', () => {
       .toBe(1);
   });
 
+  it('names each waiting request\'s own image when a shared token ' +
+    'request fails', async () => {
+    // Prepare
+    const client = clientOf(registry, registry.credentials);
+    await client.headManifest('team/other', 'v1');
+    const issuer = registry.tokenIssuer!;
+    issuer.resetRequests();
+    issuer.failNext(1, { status: 401 });
+
+    // Act
+    const [byTag, byDigest] = await Promise.all([
+      client.getManifest('team/app', 'v1').catch((e: unknown) => e),
+      client.getManifest('team/app', image.digest).catch((e: unknown) => e),
+    ]);
+
+    // Assess
+    expect(issuer.requests().map((r) => r.status)).toEqual([401]);
+    expect(byTag).toBeInstanceOf(AuthenticationError);
+    expect(byDigest).toBeInstanceOf(AuthenticationError);
+    const tagMessage = (byTag as Error).message;
+    const digestMessage = (byDigest as Error).message;
+    expect(tagMessage).toContain(`${registry.host}/team/app:v1`);
+    expect(tagMessage).not.toContain(image.digest);
+    expect(digestMessage).toContain(
+      `${registry.host}/team/app@${image.digest}`);
+    expect(digestMessage).not.toContain('team/app:v1');
+    expect((byTag as AuthenticationError).hint)
+      .toBe(`check the credentials for ${registry.host} ` +
+        `(docker login ${registry.host})`);
+    expect(byTag).not.toBe(byDigest);
+  });
+
   it('uses a token asked for pull and push for a pull of the same ' +
     'repository', async () => {
     // Prepare

@@ -13,7 +13,8 @@ import {
   type RegistryErrorContext,
 } from './errors.js';
 import {
-  discard, isRetryableStatus, withRetries, type ResolvedRetryOptions,
+  discard, isRetryableStatus, retryErrorFor, withRetries,
+  type ResolvedRetryOptions, type Retried,
 } from './retry.js';
 import type {
   CredentialProvider, Credentials, Logger, RegistryEndpoint,
@@ -117,6 +118,18 @@ interface CachedToken {
   token: string;
   /** Epoch ms after which we fetch a new one. */
   renewAt: number;
+}
+
+/**
+ * Why a token request failed, for no request in particular: several
+ * requests may wait on one token request, and each builds its own error
+ * from this, naming its own image rather than the first one's.
+ */
+class TokenFailure extends Error {
+  constructor(
+    readonly errorFor: (context: RegistryErrorContext) => unknown) {
+    super('the token request failed');
+  }
 }
 
 /** What `authorization()` decided, handed back when a request fails. */
@@ -270,63 +283,75 @@ export class Authenticator {
   }
 
   #fetchOnce(key: string, scopes: readonly string[],
-    context: RegistryErrorContext, signal?: AbortSignal):
+    requestContext: RegistryErrorContext, signal?: AbortSignal):
     Promise<CachedToken> {
+    const context: RegistryErrorContext = {
+      ...requestContext,
+      operation: `token for ${requestContext.operation ?? 'request to'}`,
+    };
     let pending = this.#pending.get(key);
     if (!pending) {
-      pending = this.#fetchToken(scopes, context, signal).then((token) => {
+      pending = this.#fetchToken(scopes, signal).then((token) => {
         this.#tokens.set(key, token);
         return token;
       }).finally(() => this.#pending.delete(key));
       this.#pending.set(key, pending);
     }
-    return pending;
+
+    return pending.catch((error: unknown) => {
+      throw error instanceof TokenFailure ? error.errorFor(context) : error;
+    });
   }
 
-  async #fetchToken(scopes: readonly string[],
-    requestContext: RegistryErrorContext, signal?: AbortSignal):
+  /** Fetches a token; fails with a `TokenFailure`, named for no request. */
+  async #fetchToken(scopes: readonly string[], signal?: AbortSignal):
     Promise<CachedToken> {
     const realm = this.#realm!;
-    const context: RegistryErrorContext = {
-      ...requestContext,
-      operation: `token for ${requestContext.operation ?? 'request to'}`,
-    };
     const credentials = await this.#credentials();
     const request = tokenRequest(realm, this.#service, scopes, credentials,
       this.#options.clientId ?? 'ghcr-backup');
 
     const started = (this.#options.now ?? Date.now)();
     this.tokenRequests++;
-    const { response, attempts } = await withRetries({
-      options: this.#options.retry, context, signal,
-      logger: this.#options.logger,
-    }, () => fetch(request.url, {
-      method: request.method,
-      headers: request.headers,
-      body: request.body,
-      redirect: 'error',
-      signal,
-    }));
+    let retried: Retried;
+    try {
+      retried = await withRetries({
+        options: this.#options.retry, signal, logger: this.#options.logger,
+        context: { registry: this.#host, operation: 'token request' },
+      }, () => fetch(request.url, {
+        method: request.method,
+        headers: request.headers,
+        body: request.body,
+        redirect: 'error',
+        signal,
+      }));
+    } catch (error) {
+      throw new TokenFailure((context) => retryErrorFor(error, context));
+    }
 
+    const { response, attempts } = retried;
     if (!response.ok) {
       await discard(response);
-      throw this.#tokenFailure(response.status, realm, context, attempts);
+      throw new TokenFailure((context) =>
+        this.#tokenFailure(response.status, realm, context, attempts));
     }
 
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       body = await response.json() as typeof body;
     } catch (error) {
-      throw new RegistryAuthenticationError(context,
-        `the token service ${realm.host} answered with malformed JSON`,
-        { cause: error });
+      throw new TokenFailure((context) =>
+        new RegistryAuthenticationError(context,
+          `the token service ${realm.host} answered with malformed JSON`,
+          { cause: error }));
     }
 
     const token = typeof body.token === 'string' ? body.token
       : typeof body.access_token === 'string' ? body.access_token : undefined;
     if (!token) {
-      throw new RegistryAuthenticationError(context,
-        `the token service ${realm.host} answered without a token`);
+      throw new TokenFailure((context) =>
+        new RegistryAuthenticationError(context,
+          `the token service ${realm.host} answered without a token`));
     }
 
     // renew a little early, so a request never starts with a dying token

@@ -129,6 +129,24 @@ export function networkError(context: RegistryErrorContext, error: unknown,
     });
 }
 
+/**
+ * An error `withRetries` threw, built again for another request's context:
+ * the same failure, naming that request. Anything else is returned as is.
+ */
+export function retryErrorFor(error: unknown,
+  context: RegistryErrorContext): unknown {
+  if (error instanceof RegistryInterruptedError) {
+    return new RegistryInterruptedError(context, error.cause);
+  }
+  if (error instanceof RegistryUnavailableError) {
+    return networkError(context, error.cause, error.attempts);
+  }
+  if (error instanceof RegistryRequestError) {
+    return networkError(context, error.cause, 1);
+  }
+  return error;
+}
+
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
