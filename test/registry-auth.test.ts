@@ -7,7 +7,7 @@ import { setTimeout as wait } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import {
-  AuthenticationError, TransientError,
+  AuthenticationError, InterruptedError, TransientError,
 } from '../functions/lib/errors.js';
 import { RegistryClient } from '../functions/lib/registry/client.js';
 import { staticCredentials } from '../functions/lib/registry/credentials.js';
@@ -126,6 +126,33 @@ describe('RegistryClient with token auth', () => {
       .toBe(`check the credentials for ${registry.host} ` +
         `(docker login ${registry.host})`);
     expect(byTag).not.toBe(byDigest);
+  });
+
+  it('keeps fetching a shared token for the other requests when one ' +
+    'waiting request is stopped', async () => {
+    // Prepare
+    const client = clientOf(registry, registry.credentials);
+    await client.headManifest('team/other', 'v1');
+    const issuer = registry.tokenIssuer!;
+    const stop = new AbortController();
+    issuer.setGrantPolicy((request) => {
+      stop.abort();
+      return request.actions;
+    });
+
+    // Act
+    const [stopped, kept] = await Promise.all([
+      client.getManifest('team/app', image.digest, stop.signal)
+        .catch((e: unknown) => e),
+      client.getManifest('team/app', 'v1'),
+    ]).finally(() => issuer.setGrantPolicy());
+
+    // Assess
+    expect(kept.digest).toBe(image.digest);
+    expect(stopped).toBeInstanceOf(InterruptedError);
+    expect((stopped as Error).message)
+      .toContain(`team/app@${image.digest}`);
+    expect(client.tokenRequests).toBe(2);
   });
 
   it('uses a token asked for pull and push for a pull of the same ' +

@@ -9,8 +9,8 @@
 // before they expire, or when the registry answers 401 to one.
 
 import {
-  RegistryAuthenticationError, RegistryUnavailableError,
-  type RegistryErrorContext,
+  RegistryAuthenticationError, RegistryInterruptedError,
+  RegistryUnavailableError, type RegistryErrorContext,
 } from './errors.js';
 import {
   discard, isRetryableStatus, retryErrorFor, withRetries,
@@ -132,6 +132,14 @@ class TokenFailure extends Error {
   }
 }
 
+/** A token request in flight, and how many requests wait on it. */
+interface PendingToken {
+  token: Promise<CachedToken>;
+  waiters: number;
+  /** Stops it once every request waiting on it has been stopped. */
+  controller: AbortController;
+}
+
 /** What `authorization()` decided, handed back when a request fails. */
 export interface Authorization {
   header?: string;
@@ -166,7 +174,7 @@ export class Authenticator {
   #service?: string;
   #basic?: Promise<string | undefined>;
   readonly #tokens = new Map<string, CachedToken>();
-  readonly #pending = new Map<string, Promise<CachedToken>>();
+  readonly #pending = new Map<string, PendingToken>();
   /** Whether the provider had credentials when last asked. */
   #hadCredentials = false;
 
@@ -282,7 +290,12 @@ export class Authenticator {
     return undefined;
   }
 
-  #fetchOnce(key: string, scopes: readonly string[],
+  /**
+   * The token for `scopes`, fetched by one request while the others that
+   * need it wait. Each waiter stops waiting on its own signal; the fetch
+   * itself stops only when every waiter has stopped.
+   */
+  async #fetchOnce(key: string, scopes: readonly string[],
     requestContext: RegistryErrorContext, signal?: AbortSignal):
     Promise<CachedToken> {
     const context: RegistryErrorContext = {
@@ -290,21 +303,45 @@ export class Authenticator {
       operation: `token for ${requestContext.operation ?? 'request to'}`,
     };
     let pending = this.#pending.get(key);
-    if (!pending) {
-      pending = this.#fetchToken(scopes, signal).then((token) => {
+    if (!pending) pending = this.#startFetch(key, scopes);
+
+    pending.waiters++;
+    try {
+      return await untilAborted(pending.token, context, signal);
+    } catch (error) {
+      throw error instanceof TokenFailure ? error.errorFor(context) : error;
+    } finally {
+      pending.waiters--;
+      if (pending.waiters === 0 && signal?.aborted) {
+        this.#dropPending(key, pending);
+        pending.controller.abort();
+      }
+    }
+  }
+
+  #startFetch(key: string, scopes: readonly string[]): PendingToken {
+    const controller = new AbortController();
+    const pending: PendingToken = {
+      token: this.#fetchToken(scopes, controller.signal).then((token) => {
         this.#tokens.set(key, token);
         return token;
-      }).finally(() => this.#pending.delete(key));
-      this.#pending.set(key, pending);
-    }
+      }).finally(() => this.#dropPending(key, pending)),
+      waiters: 0,
+      controller,
+    };
 
-    return pending.catch((error: unknown) => {
-      throw error instanceof TokenFailure ? error.errorFor(context) : error;
-    });
+    // every waiter may have gone by the time it fails
+    pending.token.catch(() => undefined);
+    this.#pending.set(key, pending);
+    return pending;
+  }
+
+  #dropPending(key: string, pending: PendingToken): void {
+    if (this.#pending.get(key) === pending) this.#pending.delete(key);
   }
 
   /** Fetches a token; fails with a `TokenFailure`, named for no request. */
-  async #fetchToken(scopes: readonly string[], signal?: AbortSignal):
+  async #fetchToken(scopes: readonly string[], signal: AbortSignal):
     Promise<CachedToken> {
     const realm = this.#realm!;
     const credentials = await this.#credentials();
@@ -430,6 +467,26 @@ export class Authenticator {
     }
     return url;
   }
+}
+
+/**
+ * Waits for `promise` until `signal` fires, then fails as this request's
+ * interruption, whatever becomes of the promise.
+ */
+function untilAborted<T>(promise: Promise<T>, context: RegistryErrorContext,
+  signal?: AbortSignal): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) {
+    return Promise.reject(new RegistryInterruptedError(context, signal.reason));
+  }
+
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () =>
+      reject(new RegistryInterruptedError(context, signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject)
+      .finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** One cache key per set of scopes, whatever their order. */
