@@ -6,12 +6,12 @@
 // up), so its subtree is not walked.
 
 import { readManifest } from '../copy/manifest.js';
+import type { BlobAction } from '../copy/types.js';
 import type { Registry } from '../registry/types.js';
 import type { DigestStore } from '../store/types.js';
 
 export interface Measure {
-  blobs: { uploaded: number; mounted: number; skipped: number;
-    foreign: number };
+  blobs: Record<BlobAction, number>;
   /** Bytes that would be uploaded. */
   bytes: number;
 }

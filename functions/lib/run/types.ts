@@ -5,6 +5,8 @@
 // numbers and indexes into a page. The workflow definition (infra/workflow.ts)
 // reads these fields by JSONPath, so their names are part of its contract.
 
+import type { BlobAction } from '../copy/types.js';
+
 /** The execution input, as the schedule, the console or the CLI give it. */
 export interface ExecutionInput {
   /** The organisation whose packages are backed up (or `user`). */
@@ -71,8 +73,7 @@ export interface ImageTask {
 
 /** What the invocations of one image's copy did so far. */
 export interface CopyProgress {
-  blobs: { uploaded: number; mounted: number; skipped: number;
-    foreign: number };
+  blobs: Record<BlobAction, number>;
   bytesUploaded: number;
   durationMs: number;
 }
@@ -123,8 +124,7 @@ export interface RunSummary {
   };
   /** Tags (and packages) the backup holds that the source no longer has. */
   goneFromSource: { count: number; tags: string[] };
-  blobs: { uploaded: number; mounted: number; skipped: number;
-    foreign: number };
+  blobs: Record<BlobAction, number>;
   bytesUploaded: number;
   durationMs: number;
   /** Up to a bounded number of failures, with their reasons. */
