@@ -136,13 +136,9 @@ export class BlobReader {
       return;
     }
     if (this.#left <= 0 || this.#blob.size === 0) {
-      if (this.#blob.size === 0 && !this.#verified) {
-        try {
-          this.#verify();
-        } catch (error) {
-          this.#fail(error);
-          return;
-        }
+      if (this.#blob.size === 0 && !this.#verified &&
+        !this.#verifyOrFail()) {
+        return;
       }
       this.#out = undefined;
       out.push(null);
@@ -184,12 +180,7 @@ export class BlobReader {
     this.#offset += chunk.length;
     this.#left -= chunk.length;
     if (this.#offset === this.#blob.size) {
-      try {
-        this.#verify();
-      } catch (error) {
-        this.#fail(error);
-        return;
-      }
+      if (!this.#verifyOrFail()) return;
 
       // read on to the download's end, which frees its connection
       this.#download?.resume();
@@ -342,6 +333,17 @@ export class BlobReader {
     this.#pending = undefined;
     this.#received = this.#offset;
     if (download && !download.readableEnded) download.destroy();
+  }
+
+  /** Checks the digest: true when it matches, else fails the reader. */
+  #verifyOrFail(): boolean {
+    try {
+      this.#verify();
+      return true;
+    } catch (error) {
+      this.#fail(error);
+      return false;
+    }
   }
 
   #verify(): void {
