@@ -12,8 +12,8 @@ import {
   type Fixture, type OciLayout,
 } from './harness/index.js';
 import {
-  corruptBlob, dockerConfig, expectSameImage, foreignLayerImage,
-  manifestStatus, runCli, startPair, tempDir, type Pair,
+  cliEnv, corruptBlob, dockerConfig, expectSameImage, foreignLayerImage,
+  imageRef as ref, manifestStatus, runCli, startPair, tempDir, type Pair,
 } from './copy-setup.js';
 
 let pair: Pair;
@@ -25,24 +25,13 @@ let counter = 0;
 beforeAll(async () => {
   requireBinaries();
   [pair, layout] = await Promise.all([startPair(), createLayout()]);
-  env = {
-    DOCKER_CONFIG: await dockerConfig([
-      { host: pair.source.host, credentials: pair.source.credentials },
-      { host: pair.target.host, credentials: pair.target.credentials },
-    ]),
-    XDG_STATE_HOME: await tempDir('state-home'),
-  };
+  env = await cliEnv(pair);
 });
 
 afterAll(stopAll);
 
 function repository(label: string): string {
   return `team/${label}-${++counter}`;
-}
-
-/** `http://HOST/REPO:TAG` of a test registry. */
-function ref(registry: { host: string }, reference: string): string {
-  return `http://${registry.host}/${reference}`;
 }
 
 async function publish(fixture: Fixture, reference: string): Promise<void> {

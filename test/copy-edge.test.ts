@@ -15,7 +15,7 @@ import {
   inspectRaw, pushRaw, requireBinaries, stopAll, type RawBlob,
 } from './harness/index.js';
 import {
-  dockerConfig, startPair, tempDir, type Pair,
+  cliEnv, imageRef as ref, startPair, tempDir, type Pair,
 } from './copy-setup.js';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -28,23 +28,13 @@ let counter = 0;
 beforeAll(async () => {
   requireBinaries();
   pair = await startPair();
-  env = {
-    DOCKER_CONFIG: await dockerConfig([
-      { host: pair.source.host, credentials: pair.source.credentials },
-      { host: pair.target.host, credentials: pair.target.credentials },
-    ]),
-    XDG_STATE_HOME: await tempDir('state-home'),
-  };
+  env = await cliEnv(pair);
 });
 
 afterAll(stopAll);
 
 function repository(label: string): string {
   return `edge/${label}-${++counter}`;
-}
-
-function ref(registry: { host: string }, reference: string): string {
-  return `http://${registry.host}/${reference}`;
 }
 
 function sha256(bytes: Uint8Array): string {

@@ -57,6 +57,26 @@ export async function dockerConfig(
   return dir;
 }
 
+/**
+ * The environment the CLI runs with against a pair: a Docker config naming
+ * both registries' credentials and a state home of its own.
+ */
+export async function cliEnv(pair: Pair): Promise<NodeJS.ProcessEnv> {
+  return {
+    DOCKER_CONFIG: await dockerConfig([
+      { host: pair.source.host, credentials: pair.source.credentials },
+      { host: pair.target.host, credentials: pair.target.credentials },
+    ]),
+    XDG_STATE_HOME: await tempDir('state-home'),
+  };
+}
+
+/** `http://HOST/REPO:TAG` (or `@DIGEST`) of a test registry. */
+export function imageRef(registry: { host: string }, reference: string):
+  string {
+  return `http://${registry.host}/${reference}`;
+}
+
 /** A temp folder removed when the test file's `stopAll` runs. */
 export async function tempDir(label: string): Promise<string> {
   const dir = await makeTempDir(label);
